@@ -1,1 +1,41 @@
+//! # VectorCare Gateway
+//!
+//! A remote-patient-monitoring gateway for Pi-class home hubs: it reads vital signs from
+//! medical devices over Bluetooth LE, serial lines and MQTT, decodes them exactly, maps them to
+//! HL7 FHIR R4 (Personal Health Device IG style), queues them durably and uploads them to a FHIR
+//! server with a SMART on FHIR Backend Services token.
+//!
+//! ## Layout
+//!
+//! Data walks one way: **source → `Reading` → FHIR mapper → durable queue → uploader**.
+//! Nothing downstream calls upstream except the acknowledgement path (queue durable → source
+//! may acknowledge to its device or broker).
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | raw serde config → validated typed `Config` (every problem with its key path); never opens a device or socket |
+//! | [`reading`] | the device-neutral `Reading` (plain data) |
+//! | [`decode`] | PURE protocol decoders/encoders (IEEE-11073 numbers, GATT health profiles) |
+//! | [`fhir`] | PURE mapping `Reading` → Observation/Device, identifiers, Bundles |
+//! | [`sources`] | BLE / serial / MQTT adapters producing `Reading`s |
+//! | [`queue`] | the durable queue (sled), its on-disk format and guarantees |
+//! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
+//! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
+//! | [`telemetry`] | logging setup and PHI-safe events |
+//! | [`cli`] | one file per command |
+//! | [`exit`] | process exit codes |
+//!
+//! The `vectorcare-hal` crate (`hal/`) holds the hardware seams (BLE central, serial port,
+//! clock/time-sync state) with real and simulated backends; it knows nothing of vital signs.
 
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod exit;
+pub mod fhir;
+pub mod queue;
+pub mod reading;
+pub mod runtime;
+pub mod sources;
+pub mod telemetry;
+pub mod upload;

@@ -1,0 +1,15 @@
+//! Process exit codes (sysexits.h values), so systemd and scripts can tell failures apart.
+//! `RestartPreventExitStatus=78` in the unit stops systemd restarting on bad configuration.
+
+/// Success.
+pub const OK: u8 = 0;
+/// The command line was wrong.
+pub const USAGE: u8 = 64;
+/// Input data was malformed (e.g. bytes given to `decode`).
+pub const DATA_ERR: u8 = 65;
+/// A service the command needs is unavailable (daemon not running, server unreachable).
+pub const UNAVAILABLE: u8 = 69;
+/// Internal software error (a bug).
+pub const SOFTWARE: u8 = 70;
+/// The configuration is invalid: restarting will not help.
+pub const CONFIG: u8 = 78;

@@ -1,0 +1,1 @@
+//! Runtime: builds components from Config, spawns every task, shutdown, watchdog.
