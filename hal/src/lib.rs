@@ -1,1 +1,11 @@
-pub fn placeholder() {}
+//! # vectorcare-hal — hardware seams of VectorCare Gateway
+//!
+//! Small traits for the hardware the gateway touches, each with a real backend and a
+//! simulated one. This crate knows nothing about vital signs: it moves bytes and reports state.
+//!
+//! ## Layout
+//! | module | owns |
+//! |---|---|
+//! | [`clock`] | wall clock and the kernel's time-sync state (adjtimex), simulated clock for tests |
+
+pub mod clock;

@@ -36,7 +36,12 @@ impl Problems {
     }
 
     /// Records a problem at `path`.
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+    pub fn push(
+        &mut self,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<&str>,
+    ) {
         self.0.push(ConfigProblem {
             path: path.into(),
             message: message.into(),
