@@ -1,1 +1,53 @@
-//! One file per command.
+//! The command line: one file per command. `main.rs` parses, calls [`execute`] and exits
+//! with the code of the returned [`Failure`] (see [`crate::exit`]).
+
+use clap::{Parser, Subcommand};
+
+pub mod demo;
+pub mod run;
+pub mod validate;
+
+/// VectorCare Gateway: vital signs from BLE, serial and MQTT devices to a FHIR R4 server.
+#[derive(Debug, Parser)]
+#[command(name = "vectorcare-gateway", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway daemon.
+    Run(run::Args),
+    /// Check a configuration file and list every problem in it.
+    Validate(validate::Args),
+    /// Run the whole pipeline locally with simulated devices and a FHIR test double.
+    Demo(demo::Args),
+}
+
+/// Why a command failed, and the exit code to report it with.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// Runs the parsed command.
+pub fn execute(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Run(args) => run::execute(args),
+        Command::Validate(args) => validate::execute(args),
+        Command::Demo(args) => demo::execute(args),
+    }
+}
