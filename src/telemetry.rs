@@ -34,7 +34,10 @@ pub fn init(config: &LogConfig) {
     let _ = if human {
         builder.with_target(false).compact().try_init()
     } else {
-        builder.with_ansi(false).event_format(PlainFormat).try_init()
+        builder
+            .with_ansi(false)
+            .event_format(PlainFormat)
+            .try_init()
     };
 }
 

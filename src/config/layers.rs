@@ -29,7 +29,9 @@ pub fn merge(base: &mut Table, over: Table) {
 
 /// Turns `VECTORCARE_*` variables into a table to merge last. Returns the table and, for each
 /// variable that could not be applied, its name and why.
-pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> (Table, Vec<(String, String)>) {
+pub fn env_overrides(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> (Table, Vec<(String, String)>) {
     let mut table = Table::new();
     let mut rejected = Vec::new();
     for (name, raw) in vars {
@@ -39,9 +41,15 @@ pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> (Table
         if NOT_OVERRIDES.contains(&name.as_str()) || rest.is_empty() {
             continue;
         }
-        let path: Vec<String> = rest.split("__").map(|part| part.to_ascii_lowercase()).collect();
+        let path: Vec<String> = rest
+            .split("__")
+            .map(|part| part.to_ascii_lowercase())
+            .collect();
         if path.iter().any(String::is_empty) {
-            rejected.push((name, "empty key segment (use `__` only between keys)".into()));
+            rejected.push((
+                name,
+                "empty key segment (use `__` only between keys)".into(),
+            ));
             continue;
         }
         let value = parse_env_value(&raw);
@@ -55,7 +63,9 @@ pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> (Table
 fn parse_env_value(raw: &str) -> Value {
     let probe = format!("v = {raw}");
     match toml::from_str::<Table>(&probe) {
-        Ok(mut parsed) => parsed.remove("v").unwrap_or_else(|| Value::String(raw.to_owned())),
+        Ok(mut parsed) => parsed
+            .remove("v")
+            .unwrap_or_else(|| Value::String(raw.to_owned())),
         Err(_) => Value::String(raw.to_owned()),
     }
 }
@@ -134,7 +144,9 @@ fn split_path(path: &str) -> Vec<Segment> {
             }
             rest = &rest[open..];
             while let Some(stripped) = rest.strip_prefix('[') {
-                let Some(close) = stripped.find(']') else { break };
+                let Some(close) = stripped.find(']') else {
+                    break;
+                };
                 if let Ok(i) = stripped[..close].parse() {
                     segments.push(Segment::Index(i));
                 }
@@ -165,9 +177,15 @@ mod tests {
     #[test]
     fn env_overrides_nest_on_double_underscore_and_parse_values() {
         let (t, rejected) = env_overrides([
-            ("VECTORCARE_UPLOAD__FHIR_BASE_URL".to_owned(), "https://fhir.invalid/r4".to_owned()),
+            (
+                "VECTORCARE_UPLOAD__FHIR_BASE_URL".to_owned(),
+                "https://fhir.invalid/r4".to_owned(),
+            ),
             ("VECTORCARE_QUEUE__MAX_RECORDS".to_owned(), "500".to_owned()),
-            ("VECTORCARE_CLOCK__ASSUME_SYNCHRONIZED".to_owned(), "true".to_owned()),
+            (
+                "VECTORCARE_CLOCK__ASSUME_SYNCHRONIZED".to_owned(),
+                "true".to_owned(),
+            ),
             ("VECTORCARE_CONFIG".to_owned(), "/x.toml".to_owned()),
             ("VECTORCARE_BAD____KEY".to_owned(), "1".to_owned()),
             ("HOME".to_owned(), "/root".to_owned()),
@@ -184,9 +202,13 @@ mod tests {
 
     #[test]
     fn remove_path_handles_keys_and_indices() {
-        let mut t = table("[sources.ble]\ndevices = [{address = \"x\", bad = 1}, {address = \"y\"}]");
+        let mut t =
+            table("[sources.ble]\ndevices = [{address = \"x\", bad = 1}, {address = \"y\"}]");
         assert!(remove_path(&mut t, "sources.ble.devices[0].bad"));
-        assert_eq!(t, table("[sources.ble]\ndevices = [{address = \"x\"}, {address = \"y\"}]"));
+        assert_eq!(
+            t,
+            table("[sources.ble]\ndevices = [{address = \"x\"}, {address = \"y\"}]")
+        );
         assert!(remove_path(&mut t, "sources.ble.devices[1]"));
         assert!(!remove_path(&mut t, "sources.nothing.here"));
         assert!(remove_path(&mut t, "sources"));

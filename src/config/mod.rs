@@ -93,7 +93,11 @@ pub fn load_str(
 
     let mut problems = Problems::new();
     for (name, why) in rejected_env {
-        problems.push(format!("env {name}"), why, Some("e.g. VECTORCARE_UPLOAD__CLIENT_ID=abc"));
+        problems.push(
+            format!("env {name}"),
+            why,
+            Some("e.g. VECTORCARE_UPLOAD__CLIENT_ID=abc"),
+        );
     }
     let raw = deserialize_collecting(merged, &mut problems);
     let config = raw.validate(&mut problems);

@@ -21,7 +21,10 @@ patient = "Patient/123"
 fn minimal_config_takes_embedded_defaults() {
     let config = load_text(MINIMAL).expect("valid");
     assert_eq!(config.gateway.id, "hub-0001");
-    assert_eq!(config.gateway.state_dir, PathBuf::from("/var/lib/vectorcare-gateway"));
+    assert_eq!(
+        config.gateway.state_dir,
+        PathBuf::from("/var/lib/vectorcare-gateway")
+    );
     assert_eq!(config.log.level, "info");
     assert_eq!(config.log.format, LogFormat::Auto);
     assert!(!config.clock.assume_synchronized);
@@ -45,7 +48,13 @@ x = 1
     paths.sort();
     assert_eq!(
         paths,
-        vec!["gateway.colour", "gateway.id", "gateway.patient", "log.format", "nonsense"]
+        vec![
+            "gateway.colour",
+            "gateway.id",
+            "gateway.patient",
+            "log.format",
+            "nonsense"
+        ]
     );
 }
 
@@ -54,7 +63,10 @@ fn problems_carry_messages_and_hints() {
     let err = load_text("[gateway]\nid = \"hub-1\"\npatient = \"Person/1\"").expect_err("invalid");
     let lines = err.lines();
     assert_eq!(lines.len(), 1);
-    assert!(lines[0].starts_with("gateway.patient: not a FHIR Patient reference"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("gateway.patient: not a FHIR Patient reference"),
+        "{lines:?}"
+    );
     assert!(lines[0].contains("hint: write Patient/<id>"), "{lines:?}");
 }
 
@@ -64,7 +76,10 @@ fn environment_overrides_the_file() {
         MINIMAL,
         Path::new("test.toml"),
         vec![
-            ("VECTORCARE_GATEWAY__PATIENT".to_owned(), "Patient/env-9".to_owned()),
+            (
+                "VECTORCARE_GATEWAY__PATIENT".to_owned(),
+                "Patient/env-9".to_owned(),
+            ),
             ("VECTORCARE_LOG__LEVEL".to_owned(), "debug".to_owned()),
         ],
     )
@@ -78,7 +93,10 @@ fn bad_environment_values_are_problems_too() {
     let err = load_str(
         MINIMAL,
         Path::new("test.toml"),
-        vec![("VECTORCARE_CLOCK__ASSUME_SYNCHRONIZED".to_owned(), "maybe".to_owned())],
+        vec![(
+            "VECTORCARE_CLOCK__ASSUME_SYNCHRONIZED".to_owned(),
+            "maybe".to_owned(),
+        )],
     )
     .expect_err("invalid");
     assert_eq!(problem_paths(err), vec!["clock.assume_synchronized"]);
@@ -88,5 +106,8 @@ fn bad_environment_values_are_problems_too() {
 fn syntax_errors_name_the_file() {
     let err = load_text("[gateway\nid=").expect_err("invalid");
     assert!(matches!(err, ConfigError::Syntax { .. }));
-    assert!(err.to_string().starts_with("test.toml is not valid TOML"), "{err}");
+    assert!(
+        err.to_string().starts_with("test.toml is not valid TOML"),
+        "{err}"
+    );
 }

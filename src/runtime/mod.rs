@@ -1,0 +1,7 @@
+//! Runtime: builds components from `Config`, spawns every task, wires the bounded channels,
+//! shuts down in order, and feeds systemd's watchdog.
+
+pub mod notify;
+pub mod shutdown;
+
+pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
