@@ -79,10 +79,10 @@ impl Notifier {
     }
 
     fn send(&self, message: &str) {
-        if let Some((sock, address)) = &self.target {
-            if let Err(err) = sock.send_to_addr(message.as_bytes(), address) {
-                tracing::warn!(error = %err, "service manager notification failed");
-            }
+        if let Some((sock, address)) = &self.target
+            && let Err(err) = sock.send_to_addr(message.as_bytes(), address)
+        {
+            tracing::warn!(error = %err, "service manager notification failed");
         }
     }
 }
