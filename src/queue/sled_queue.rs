@@ -199,10 +199,10 @@ impl SledQueue {
             }
             let (k, raw) = item.map_err(from_sled)?;
             let Some(id) = id_of(&k) else { continue };
-            if let (Some(now), Some(due)) = (now, store.delays.get(&id)) {
-                if *due > now {
-                    continue;
-                }
+            if let (Some(now), Some(due)) = (now, store.delays.get(&id))
+                && *due > now
+            {
+                continue;
             }
             let rec = match Stored::decode(id, &raw) {
                 Ok(rec) => rec,
@@ -243,10 +243,10 @@ impl SledQueue {
 
 impl Drop for SledQueue {
     fn drop(&mut self) {
-        if self.committer.is_some() {
-            if let Err(e) = self.shutdown() {
-                tracing::warn!(error = %e, "queue close failed");
-            }
+        if self.committer.is_some()
+            && let Err(e) = self.shutdown()
+        {
+            tracing::warn!(error = %e, "queue close failed");
         }
     }
 }
