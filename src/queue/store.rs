@@ -103,11 +103,16 @@ pub(super) fn from_sled(err: sled::Error) -> QueueError {
 }
 
 pub(super) fn from_io(what: &str, io: &std::io::Error) -> QueueError {
-    match io.raw_os_error() {
-        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
-            QueueError::Full(FullReason::Disk(format!("{what}: {io}")))
-        }
-        _ => QueueError::Io(format!("{what}: {io}")),
+    // sled re-wraps some OS errors, keeping the kind but not the errno.
+    let full = matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        );
+    if full {
+        QueueError::Full(FullReason::Disk(format!("{what}: {io}")))
+    } else {
+        QueueError::Io(format!("{what}: {io}"))
     }
 }
 
