@@ -270,6 +270,8 @@ fn pair_readings(
     });
     pr.device_time = timestamp;
     pr.status = status;
+    pr.qualifiers
+        .insert("pulse_source".into(), "oximeter".into());
     vec![spo2, pr]
 }
 
