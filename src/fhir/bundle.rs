@@ -154,8 +154,8 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
         },
         entry: entries,
     };
-    let text = serde_json::to_string(&bundle)
-        .expect("invariant: bundle of valid JSON parts serialises");
+    let text =
+        serde_json::to_string(&bundle).expect("invariant: bundle of valid JSON parts serialises");
     BuiltBundle {
         json: RawValue::from_string(text).expect("invariant: serde_json output is JSON"),
         observation_entries,

@@ -7,10 +7,10 @@ use crate::reading::{ComponentKind, Kind, Reading};
 pub const LOINC: &str = "http://loinc.org";
 pub const MDC: &str = "urn:iso:std:iso:11073:10101";
 pub const UCUM: &str = "http://unitsofmeasure.org";
-pub const OBSERVATION_CATEGORY: &str =
-    "http://terminology.hl7.org/CodeSystem/observation-category";
+pub const OBSERVATION_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 pub const DATA_ABSENT_REASON: &str = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
-pub const PHD_NUMERIC: &str = "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdNumericObservation";
+pub const PHD_NUMERIC: &str =
+    "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdNumericObservation";
 pub const PHD_COMPOUND: &str =
     "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdCompoundNumericObservation";
 pub const PHD_GATEWAY_EXTENSION: &str =
@@ -43,12 +43,19 @@ pub struct KindCodes {
 pub fn kind_codes(reading: &Reading) -> KindCodes {
     let vs = "vital-signs";
     let q = |k: &str| reading.qualifiers.get(k).map(String::as_str);
-    let unit = reading.value.as_ref().map(|v| v.ucum.as_str()).unwrap_or("");
+    let unit = reading
+        .value
+        .as_ref()
+        .map(|v| v.ucum.as_str())
+        .unwrap_or("");
     match reading.kind {
         Kind::HeartRate => KindCodes {
             loinc: vec![c("8867-4", "Heart rate")],
             mdc: c("147842", "MDC_ECG_HEART_RATE"),
-            vital_profile: Some(("http://hl7.org/fhir/StructureDefinition/heartrate", &["/min"])),
+            vital_profile: Some((
+                "http://hl7.org/fhir/StructureDefinition/heartrate",
+                &["/min"],
+            )),
             category: vs,
         },
         Kind::PulseRate => KindCodes {
@@ -58,11 +65,17 @@ pub fn kind_codes(reading: &Reading) -> KindCodes {
                 Some("blood_pressure_cuff") => c("149546", "MDC_PULS_RATE_NON_INV"),
                 _ => c("149514", "MDC_PULS_RATE"),
             },
-            vital_profile: Some(("http://hl7.org/fhir/StructureDefinition/heartrate", &["/min"])),
+            vital_profile: Some((
+                "http://hl7.org/fhir/StructureDefinition/heartrate",
+                &["/min"],
+            )),
             category: vs,
         },
         Kind::BloodPressure => KindCodes {
-            loinc: vec![c("85354-9", "Blood pressure panel with all children optional")],
+            loinc: vec![c(
+                "85354-9",
+                "Blood pressure panel with all children optional",
+            )],
             mdc: c("150020", "MDC_PRESS_BLD_NONINV"),
             vital_profile: Some(("http://hl7.org/fhir/StructureDefinition/bp", &["mm[Hg]"])),
             category: vs,
@@ -78,7 +91,10 @@ pub fn kind_codes(reading: &Reading) -> KindCodes {
         },
         Kind::OxygenSaturation => KindCodes {
             loinc: vec![
-                c("59408-5", "Oxygen saturation in Arterial blood by Pulse oximetry"),
+                c(
+                    "59408-5",
+                    "Oxygen saturation in Arterial blood by Pulse oximetry",
+                ),
                 c("2708-6", "Oxygen saturation in Arterial blood"),
             ],
             mdc: c("150456", "MDC_PULS_OXIM_SAT_O2"),
@@ -112,7 +128,10 @@ pub fn kind_codes(reading: &Reading) -> KindCodes {
         Kind::RespiratoryRate => KindCodes {
             loinc: vec![c("9279-1", "Respiratory rate")],
             mdc: c("151562", "MDC_RESP_RATE"),
-            vital_profile: Some(("http://hl7.org/fhir/StructureDefinition/resprate", &["/min"])),
+            vital_profile: Some((
+                "http://hl7.org/fhir/StructureDefinition/resprate",
+                &["/min"],
+            )),
             category: vs,
         },
         Kind::BloodGlucose => glucose_codes(q("glucose_sample"), unit),
@@ -122,14 +141,20 @@ pub fn kind_codes(reading: &Reading) -> KindCodes {
 fn glucose_codes(sample: Option<&str>, unit: &str) -> KindCodes {
     let molar = unit == "mmol/L";
     let loinc = match (sample, molar) {
-        (Some("interstitial_fluid"), false) => c("99504-3", "Glucose [Mass/volume] in Interstitial fluid"),
-        (Some("interstitial_fluid"), true) => c("105272-9", "Glucose [Moles/volume] in Interstitial fluid"),
-        (Some("capillary_whole_blood" | "capillary_plasma"), false) => {
-            c("41653-7", "Glucose [Mass/volume] in Capillary blood by Glucometer")
+        (Some("interstitial_fluid"), false) => {
+            c("99504-3", "Glucose [Mass/volume] in Interstitial fluid")
         }
-        (Some("capillary_whole_blood" | "capillary_plasma"), true) => {
-            c("14743-9", "Glucose [Moles/volume] in Capillary blood by Glucometer")
+        (Some("interstitial_fluid"), true) => {
+            c("105272-9", "Glucose [Moles/volume] in Interstitial fluid")
         }
+        (Some("capillary_whole_blood" | "capillary_plasma"), false) => c(
+            "41653-7",
+            "Glucose [Mass/volume] in Capillary blood by Glucometer",
+        ),
+        (Some("capillary_whole_blood" | "capillary_plasma"), true) => c(
+            "14743-9",
+            "Glucose [Moles/volume] in Capillary blood by Glucometer",
+        ),
         (_, false) => c("2339-0", "Glucose [Mass/volume] in Blood"),
         (_, true) => c("15074-8", "Glucose [Moles/volume] in Blood"),
     };

@@ -126,5 +126,8 @@ fn percent_encode(s: &str) -> String {
 
 /// fullUrl of a Device within a bundle, derived from its key identifier.
 pub fn device_full_url(identifier: &Identifier) -> String {
-    urn_uuid(&format!("Device|{}|{}", identifier.system, identifier.value))
+    urn_uuid(&format!(
+        "Device|{}|{}",
+        identifier.system, identifier.value
+    ))
 }

@@ -162,9 +162,12 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
             });
         }
     } else {
-        let q = reading.value.as_ref().ok_or_else(|| MapError::MissingValue {
-            kind: kind_name(reading.kind),
-        })?;
+        let q = reading
+            .value
+            .as_ref()
+            .ok_or_else(|| MapError::MissingValue {
+                kind: kind_name(reading.kind),
+            })?;
         let (value, ucum) = normalised(reading.kind, q);
         check_unit(reading.kind, &ucum)?;
         units.push(ucum.clone());
@@ -250,7 +253,11 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
         .iter()
         .map(|c| Coding::new(LOINC, c.code, c.display))
         .collect();
-    code_coding.push(Coding::new(MDC, kind_codes.mdc.code, kind_codes.mdc.display));
+    code_coding.push(Coding::new(
+        MDC,
+        kind_codes.mdc.code,
+        kind_codes.mdc.display,
+    ));
 
     let body_site = reading
         .qualifiers

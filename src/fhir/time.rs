@@ -32,9 +32,7 @@ impl TimeSource {
         match self {
             TimeSource::DeviceCorrected => None,
             TimeSource::GatewayNoDeviceTime => Some("time-from-gateway: device sent no timestamp"),
-            TimeSource::GatewayDeviceClockUnset => {
-                Some("time-from-gateway: device clock not set")
-            }
+            TimeSource::GatewayDeviceClockUnset => Some("time-from-gateway: device clock not set"),
             TimeSource::GatewayOffsetUnknown => {
                 Some("time-from-gateway: device clock offset unknown")
             }
