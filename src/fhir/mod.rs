@@ -19,9 +19,11 @@ pub mod bundle;
 pub mod codes;
 pub mod config;
 pub mod device;
+pub mod examples;
 pub mod identity;
 pub mod model;
 pub mod observation;
+pub mod rules;
 pub mod time;
 
 #[cfg(test)]
