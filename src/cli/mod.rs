@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 
 pub mod decode;
 pub mod demo;
+pub mod queue;
+mod queue_export;
 pub mod run;
 pub mod validate;
 
@@ -26,6 +28,8 @@ pub enum Command {
     Decode(decode::Args),
     /// Run the whole pipeline locally with simulated devices and a FHIR test double.
     Demo(demo::Args),
+    /// Inspect and repair the durable queue (daemon stopped).
+    Queue(queue::Args),
 }
 
 /// Why a command failed, and the exit code to report it with.
@@ -53,5 +57,6 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Validate(args) => validate::execute(args),
         Command::Decode(args) => decode::execute(args),
         Command::Demo(args) => demo::execute(args),
+        Command::Queue(args) => queue::execute(args),
     }
 }
