@@ -32,7 +32,10 @@ fn every_command_has_help() {
         .filter(|name| *name != "help")
         .collect();
     for expected in ["run", "validate", "demo"] {
-        assert!(commands.contains(&expected), "{expected} missing from {commands:?}");
+        assert!(
+            commands.contains(&expected),
+            "{expected} missing from {commands:?}"
+        );
     }
     for command in commands {
         let out = gateway(&[command, "--help"]);
@@ -48,22 +51,34 @@ fn every_command_has_help() {
 fn version_is_printed() {
     let out = gateway(&["--version"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with(concat!(
-        "vectorcare-gateway ",
-        env!("CARGO_PKG_VERSION")
-    )));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(concat!("vectorcare-gateway ", env!("CARGO_PKG_VERSION")))
+    );
 }
 
 #[test]
 fn usage_errors_exit_64() {
     assert_eq!(gateway(&["no-such-command"]).status.code(), Some(64));
-    assert_eq!(gateway(&["validate", "--no-such-flag"]).status.code(), Some(64));
+    assert_eq!(
+        gateway(&["validate", "--no-such-flag"]).status.code(),
+        Some(64)
+    );
 }
 
 #[test]
 fn the_example_config_is_valid() {
-    let out = gateway(&["validate", "--config", &repo_file("config/gateway.example.toml")]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = gateway(&[
+        "validate",
+        "--config",
+        &repo_file("config/gateway.example.toml"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -73,14 +88,22 @@ fn three_mistakes_are_all_reported_with_key_paths_and_exit_78() {
     let example = std::fs::read_to_string(repo_file("config/gateway.example.toml")).expect("read");
     let bad = example
         .replace("id = \"hub-0001\"", "id = \"hub 0001\"")
-        .replace("patient = \"Patient/example-123\"", "patient = \"example-123\"")
+        .replace(
+            "patient = \"Patient/example-123\"",
+            "patient = \"example-123\"",
+        )
         .replace("format = \"auto\"", "format = \"auto\"\ncolour = true");
     assert_ne!(bad, example);
     std::fs::write(&path, bad).expect("write");
     let out = gateway(&["validate", "--config", path.to_str().expect("utf8")]);
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for needle in ["gateway.id:", "gateway.patient:", "log.colour:", "3 problem(s)"] {
+    for needle in [
+        "gateway.id:",
+        "gateway.patient:",
+        "log.colour:",
+        "3 problem(s)",
+    ] {
         assert!(stderr.contains(needle), "{needle} missing in:\n{stderr}");
     }
 }

@@ -7,7 +7,11 @@
 const RECORDS: u64 = 500;
 
 fn record(i: u64) -> Vec<u8> {
-    format!("{{\"seq\":{i},\"payload\":\"{}\"}}", "x".repeat((i % 97) as usize)).into_bytes()
+    format!(
+        "{{\"seq\":{i},\"payload\":\"{}\"}}",
+        "x".repeat((i % 97) as usize)
+    )
+    .into_bytes()
 }
 
 #[test]
