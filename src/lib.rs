@@ -22,6 +22,7 @@
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
 //! | [`telemetry`] | logging setup and PHI-safe events |
+//! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
 //! | [`cli`] | one file per command |
 //! | [`exit`] | process exit codes |
 //!
@@ -30,6 +31,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
 pub mod decode;
 pub mod exit;
 pub mod fhir;

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub gateway: gateway::RawGatewayConfig,
     pub log: gateway::RawLogConfig,
     pub clock: gateway::RawClockConfig,
+    pub queue: crate::queue::RawQueueConfig,
 }
 
 /// The validated configuration every component is built from.
@@ -36,6 +37,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub log: LogConfig,
     pub clock: ClockConfig,
+    pub queue: crate::queue::QueueConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -144,10 +146,12 @@ impl RawConfig {
         let gateway = self.gateway.validate("gateway", problems);
         let log = self.log.validate("log", problems);
         let clock = self.clock.validate("clock", problems);
+        let queue = self.queue.validate("queue", problems);
         Some(Config {
             gateway: gateway?,
             log: log?,
             clock: clock?,
+            queue: queue?,
         })
     }
 }

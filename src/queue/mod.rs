@@ -5,7 +5,7 @@
 //! "upload unit" in each); it knows nothing of FHIR.
 //!
 //! ## API and guarantees
-//! [`DurableQueue`] is the contract; `SledQueue` is the engine (sled 0.34, being built).
+//! [`DurableQueue`] is the contract; [`SledQueue`] is the engine (sled 0.34).
 //! - **append** resolves only once its records are on the storage device (not merely in the
 //!   page cache, see "Durability" below). Concurrent appends share one flush (group commit).
 //!   Sources acknowledge to their device/broker only after append resolved (persist before ack).
@@ -66,14 +66,21 @@
 //! sled's page cache is capped by `cache_bytes` (default 4 MiB). The engine keeps in memory
 //! only the retry deadlines of nacked records.
 
+mod commit;
 pub mod config;
+mod lock;
 pub mod record;
+mod sled_queue;
+mod store;
+#[cfg(test)]
+mod tests;
 
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 
 pub use config::{QueueConfig, RawQueueConfig};
+pub use sled_queue::{Entry, SledQueue};
 
 /// Position of a record in the queue: strictly increasing in commit order, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

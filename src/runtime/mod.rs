@@ -3,6 +3,7 @@
 
 pub mod ingest;
 pub mod notify;
+pub mod pipeline;
 pub mod shutdown;
 
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
