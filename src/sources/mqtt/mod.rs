@@ -1,0 +1,1 @@
+//! MQTT source (issue #7).
