@@ -188,12 +188,26 @@ impl RawMqttConfig {
     pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<MqttConfig> {
         let before = problems.len();
         if self.host.trim().is_empty() {
-            problems.push(join(path, "host"), "empty", Some("the broker's host name or IP, e.g. \"127.0.0.1\""));
+            problems.push(
+                join(path, "host"),
+                "empty",
+                Some("the broker's host name or IP, e.g. \"127.0.0.1\""),
+            );
         }
         if self.port == 0 {
-            problems.push(join(path, "port"), "must not be 0", Some("1883, or 8883 with TLS"));
+            problems.push(
+                join(path, "port"),
+                "must not be 0",
+                Some("1883, or 8883 with TLS"),
+            );
         }
-        if self.client_id.is_empty() || self.client_id.len() > 23 || !self.client_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if self.client_id.is_empty()
+            || self.client_id.len() > 23
+            || !self
+                .client_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             problems.push(
                 join(path, "client_id"),
                 "must be 1-23 characters of letters, digits, '-' or '_'",
@@ -201,10 +215,18 @@ impl RawMqttConfig {
             );
         }
         if !(5..=3600).contains(&self.keep_alive_seconds) {
-            problems.push(join(path, "keep_alive_seconds"), "must be between 5 and 3600", None);
+            problems.push(
+                join(path, "keep_alive_seconds"),
+                "must be between 5 and 3600",
+                None,
+            );
         }
         if self.password_file.is_some() && self.username.is_none() {
-            problems.push(join(path, "username"), "password_file needs a username", None);
+            problems.push(
+                join(path, "username"),
+                "password_file needs a username",
+                None,
+            );
         }
         if self.inflight == 0 {
             problems.push(join(path, "inflight"), "must be at least 1", None);
@@ -219,32 +241,59 @@ impl RawMqttConfig {
         let tls = self.tls.as_ref().and_then(|t| {
             let at = join(path, "tls");
             match (&t.client_cert_file, &t.client_key_file) {
-                (Some(c), Some(k)) => Some(TlsConfig { ca_file: t.ca_file.clone(), client_auth: Some((c.clone(), k.clone())) }),
-                (None, None) => Some(TlsConfig { ca_file: t.ca_file.clone(), client_auth: None }),
+                (Some(c), Some(k)) => Some(TlsConfig {
+                    ca_file: t.ca_file.clone(),
+                    client_auth: Some((c.clone(), k.clone())),
+                }),
+                (None, None) => Some(TlsConfig {
+                    ca_file: t.ca_file.clone(),
+                    client_auth: None,
+                }),
                 _ => {
-                    problems.push(join(&at, "client_key_file"), "client_cert_file and client_key_file go together", None);
+                    problems.push(
+                        join(&at, "client_key_file"),
+                        "client_cert_file and client_key_file go together",
+                        None,
+                    );
                     None
                 }
             }
         });
         let status = self.status.as_ref().map(|s| {
-            if s.prefix.is_empty() || !rumqttc::valid_topic(&s.prefix) || s.prefix.contains(['+', '#']) || s.prefix.ends_with('/') {
-                problems.push(join(path, "status.prefix"), "not a topic prefix", Some("e.g. \"vectorcare/hub-1\" (no wildcards, no trailing /)"));
+            if s.prefix.is_empty()
+                || !rumqttc::valid_topic(&s.prefix)
+                || s.prefix.contains(['+', '#'])
+                || s.prefix.ends_with('/')
+            {
+                problems.push(
+                    join(path, "status.prefix"),
+                    "not a topic prefix",
+                    Some("e.g. \"vectorcare/hub-1\" (no wildcards, no trailing /)"),
+                );
             }
             StatusConfig {
                 prefix: s.prefix.clone(),
-                health_interval: (s.health_interval_seconds > 0).then(|| Duration::from_secs(s.health_interval_seconds)),
+                health_interval: (s.health_interval_seconds > 0)
+                    .then(|| Duration::from_secs(s.health_interval_seconds)),
             }
         });
         if self.topics.is_empty() {
-            problems.push(join(path, "topics"), "no topic to subscribe to", Some("add [[sources.mqtt.topics]] with filter, format and device_id"));
+            problems.push(
+                join(path, "topics"),
+                "no topic to subscribe to",
+                Some("add [[sources.mqtt.topics]] with filter, format and device_id"),
+            );
         }
         let topics_path = join(path, "topics");
         let mut topics = Vec::new();
         for (i, t) in self.topics.iter().enumerate() {
             let at = index(&topics_path, i);
             if !rumqttc::valid_filter(&t.filter) || t.filter.is_empty() {
-                problems.push(join(&at, "filter"), "not a valid MQTT topic filter", Some("levels separated by '/', '+' for one level, '#' last"));
+                problems.push(
+                    join(&at, "filter"),
+                    "not a valid MQTT topic filter",
+                    Some("levels separated by '/', '+' for one level, '#' last"),
+                );
             }
             let pluses = t.filter.split('/').filter(|l| *l == "+").count();
             let mut rest = t.device_id.clone();
@@ -260,12 +309,22 @@ impl RawMqttConfig {
             }
             if let Some(p) = &t.patient {
                 if !p.starts_with("Patient/") || p.len() <= "Patient/".len() {
-                    problems.push(join(&at, "patient"), "not a Patient reference", Some("e.g. \"Patient/123\""));
+                    problems.push(
+                        join(&at, "patient"),
+                        "not a Patient reference",
+                        Some("e.g. \"Patient/123\""),
+                    );
                 }
             }
             if let Some(status) = &status {
-                if rumqttc::matches(&status.status_topic(), &t.filter) || rumqttc::matches(&status.health_topic(), &t.filter) {
-                    problems.push(join(&at, "filter"), "matches the gateway's own status topics", Some("narrow the filter or change status.prefix"));
+                if rumqttc::matches(&status.status_topic(), &t.filter)
+                    || rumqttc::matches(&status.health_topic(), &t.filter)
+                {
+                    problems.push(
+                        join(&at, "filter"),
+                        "matches the gateway's own status topics",
+                        Some("narrow the filter or change status.prefix"),
+                    );
                 }
             }
             topics.push(TopicConfig {
@@ -328,11 +387,23 @@ mod tests {
         );
         assert_eq!(problems, Vec::<String>::new());
         let cfg = cfg.expect("valid");
-        assert_eq!(cfg.topics[0].device_for("home/alice/vitals/cuff"), Some("mqtt:alice:cuff".into()));
+        assert_eq!(
+            cfg.topics[0].device_for("home/alice/vitals/cuff"),
+            Some("mqtt:alice:cuff".into())
+        );
         assert_eq!(cfg.topics[0].device_for("home/alice/other/cuff"), None);
-        assert_eq!(cfg.topics[1].device_for("omh/a/b"), Some("omh-bridge".into()));
-        assert_eq!(cfg.status.as_ref().map(|s| s.status_topic()), Some("vectorcare/hub-1/status".into()));
-        assert_eq!(cfg.status.and_then(|s| s.health_interval), Some(Duration::from_secs(60)));
+        assert_eq!(
+            cfg.topics[1].device_for("omh/a/b"),
+            Some("omh-bridge".into())
+        );
+        assert_eq!(
+            cfg.status.as_ref().map(|s| s.status_topic()),
+            Some("vectorcare/hub-1/status".into())
+        );
+        assert_eq!(
+            cfg.status.and_then(|s| s.health_interval),
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -372,9 +443,17 @@ mod tests {
             "sources.mqtt.topics[1].device_id",
             "sources.mqtt.topics[1].patient",
         ] {
-            assert!(problems.iter().any(|p| p == want), "missing {want} in {problems:?}");
+            assert!(
+                problems.iter().any(|p| p == want),
+                "missing {want} in {problems:?}"
+            );
         }
         assert!(toml::from_str::<RawMqttConfig>("client_id = \"a\"\nformat = \"x\"").is_err());
-        assert!(toml::from_str::<RawMqttConfig>("client_id = \"a\"\n[[topics]]\nfilter=\"a\"\nformat = \"xml\"\ndevice_id=\"d\"").is_err());
+        assert!(
+            toml::from_str::<RawMqttConfig>(
+                "client_id = \"a\"\n[[topics]]\nfilter=\"a\"\nformat = \"xml\"\ndevice_id=\"d\""
+            )
+            .is_err()
+        );
     }
 }

@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod embedded_broker;
+#[cfg(test)]
+mod mosquitto;
 pub mod simulated;
 pub mod source;
 #[cfg(test)]

@@ -68,7 +68,9 @@ pub struct MqttSource {
 
 impl std::fmt::Debug for MqttSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttSource").field("topics", &self.config.topics.len()).finish()
+        f.debug_struct("MqttSource")
+            .field("topics", &self.config.topics.len())
+            .finish()
     }
 }
 
@@ -83,7 +85,12 @@ impl MqttSource {
         health: Option<watch::Receiver<HealthSnapshot>>,
     ) -> Self {
         let (status, _) = watch::channel(MqttStatus::default());
-        Self { config, clock, health, status }
+        Self {
+            config,
+            clock,
+            health,
+            status,
+        }
     }
 
     pub fn status(&self) -> watch::Receiver<MqttStatus> {
@@ -100,7 +107,9 @@ impl MqttSource {
         if let Some(user) = &c.username {
             let password = match &c.password_file {
                 Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| MqttError::Credentials(format!("reading password_file failed: {e}")))?
+                    .map_err(|e| {
+                        MqttError::Credentials(format!("reading password_file failed: {e}"))
+                    })?
                     .trim_end_matches(['\r', '\n'])
                     .to_owned(),
                 None => String::new(),
@@ -109,22 +118,34 @@ impl MqttSource {
         }
         if let Some(tls) = &c.tls {
             let cfg = super::tls::client_config(tls)?;
-            opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(cfg)));
+            opts.set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(cfg),
+            ));
         }
         if let Some(status) = &c.status {
-            opts.set_last_will(LastWill::new(status.status_topic(), STATUS_OFFLINE, QoS::AtLeastOnce, true));
+            opts.set_last_will(LastWill::new(
+                status.status_topic(),
+                STATUS_OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
         }
         Ok(opts)
     }
 
     /// Runs until `shutdown` completes. Errors only for configuration that cannot work
     /// (unreadable password file, bad TLS material); connection failures are retried forever.
-    pub async fn run(self, sink: ReadingSink, shutdown: impl Future<Output = ()>) -> Result<(), MqttError> {
+    pub async fn run(
+        self,
+        sink: ReadingSink,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), MqttError> {
         let opts = self.options()?;
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
         let (work_tx, work_rx) = mpsc::unbounded_channel::<Publish>();
         let poller = async {
-            let mut backoff = Backoff::new(self.config.reconnect_initial, self.config.reconnect_max);
+            let mut backoff =
+                Backoff::new(self.config.reconnect_initial, self.config.reconnect_max);
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -138,12 +159,18 @@ impl MqttSource {
                         // Subscribing again on a kept session is harmless and covers a broker
                         // that lost its sessions.
                         for t in &self.config.topics {
-                            if let Err(e) = client.try_subscribe(t.filter.clone(), QoS::AtLeastOnce) {
+                            if let Err(e) = client.try_subscribe(t.filter.clone(), QoS::AtLeastOnce)
+                            {
                                 tracing::warn!(error = %e, "mqtt subscribe request failed");
                             }
                         }
                         if let Some(status) = &self.config.status {
-                            let _ = client.try_publish(status.status_topic(), QoS::AtLeastOnce, true, STATUS_ONLINE);
+                            let _ = client.try_publish(
+                                status.status_topic(),
+                                QoS::AtLeastOnce,
+                                true,
+                                STATUS_ONLINE,
+                            );
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -186,7 +213,12 @@ impl MqttSource {
         // Orderly goodbye: "offline" explicitly (a clean disconnect does not fire the will).
         if self.status.borrow().connected {
             if let Some(status) = &self.config.status {
-                let _ = client.try_publish(status.status_topic(), QoS::AtLeastOnce, true, STATUS_OFFLINE);
+                let _ = client.try_publish(
+                    status.status_topic(),
+                    QoS::AtLeastOnce,
+                    true,
+                    STATUS_OFFLINE,
+                );
             }
             let _ = client.try_disconnect();
             let flush = async {
@@ -223,7 +255,12 @@ impl MqttSource {
                 "last_upload_ok_unix": snapshot.last_upload_ok_unix,
                 "devices_connected": snapshot.devices_connected,
             });
-            let _ = client.try_publish(status.health_topic(), QoS::AtMostOnce, false, body.to_string());
+            let _ = client.try_publish(
+                status.health_topic(),
+                QoS::AtMostOnce,
+                false,
+                body.to_string(),
+            );
         }
     }
 }
@@ -321,7 +358,10 @@ impl Worker<'_> {
                 return true;
             }
         };
-        let mut backoff = Backoff::new(self.source.config.reconnect_initial, self.source.config.reconnect_max);
+        let mut backoff = Backoff::new(
+            self.source.config.reconnect_initial,
+            self.source.config.reconnect_max,
+        );
         loop {
             match self.sink.submit(readings.clone()).await {
                 Ok(()) => {

@@ -11,13 +11,15 @@ use super::config::TlsConfig;
 
 pub fn client_config(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, MqttError> {
     let read = |path: &std::path::Path, what: &str| {
-        std::fs::read(path).map_err(|e| MqttError::Tls(format!("reading the {what} file failed: {e}")))
+        std::fs::read(path)
+            .map_err(|e| MqttError::Tls(format!("reading the {what} file failed: {e}")))
     };
     let ca_pem = read(&tls.ca_file, "CA")?;
     let mut roots = rustls::RootCertStore::empty();
     let mut count = 0;
     for cert in CertificateDer::pem_slice_iter(&ca_pem) {
-        let cert = cert.map_err(|e| MqttError::Tls(format!("CA file is not PEM certificates: {e}")))?;
+        let cert =
+            cert.map_err(|e| MqttError::Tls(format!("CA file is not PEM certificates: {e}")))?;
         roots
             .add(cert)
             .map_err(|e| MqttError::Tls(format!("CA certificate refused: {e}")))?;
