@@ -7,5 +7,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`clock`] | wall clock and the kernel's time-sync state (adjtimex), simulated clock for tests |
+//! | [`serial`] | serial ports: locate (path or USB VID:PID via sysfs), open with line settings (tokio-serial), simulated ports |
 
 pub mod clock;
+pub mod serial;
