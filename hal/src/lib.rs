@@ -6,6 +6,8 @@
 //! ## Layout
 //! | module | owns |
 //! |---|---|
+//! | [`ble`] | BLE central traits (scan, connect, GATT read/write/subscribe); btleplug (BlueZ) and simulated backends |
 //! | [`clock`] | wall clock and the kernel's time-sync state (adjtimex), simulated clock for tests |
 
+pub mod ble;
 pub mod clock;
