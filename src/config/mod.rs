@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub mod gateway;
 pub mod layers;
 pub mod problems;
+pub mod sources;
 
 pub use gateway::{ClockConfig, GatewayConfig, LogConfig, LogFormat};
 pub use problems::{ConfigProblem, Problems};
@@ -29,6 +30,7 @@ pub struct RawConfig {
     pub log: gateway::RawLogConfig,
     pub clock: gateway::RawClockConfig,
     pub queue: crate::queue::RawQueueConfig,
+    pub sources: sources::RawSourcesConfig,
 }
 
 /// The validated configuration every component is built from.
@@ -38,6 +40,7 @@ pub struct Config {
     pub log: LogConfig,
     pub clock: ClockConfig,
     pub queue: crate::queue::QueueConfig,
+    pub sources: sources::SourcesConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -147,11 +150,13 @@ impl RawConfig {
         let log = self.log.validate("log", problems);
         let clock = self.clock.validate("clock", problems);
         let queue = self.queue.validate("queue", problems);
+        let sources = self.sources.validate("sources", problems);
         Some(Config {
             gateway: gateway?,
             log: log?,
             clock: clock?,
             queue: queue?,
+            sources: sources?,
         })
     }
 }
