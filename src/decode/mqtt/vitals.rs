@@ -58,13 +58,13 @@ pub fn decode(payload: &[u8], ctx: &PayloadContext) -> Result<Vec<Reading>, Payl
     if keys.contains_key("readings") {
         let envelope: Envelope =
             serde_json::from_slice(payload).map_err(|e| PayloadError::Json(e.to_string()))?;
-        if let Some(schema) = &envelope.schema {
-            if schema != SCHEMA_ID {
-                return Err(PayloadError::field(
-                    "schema",
-                    format!("unsupported schema, expected {SCHEMA_ID}"),
-                ));
-            }
+        if let Some(schema) = &envelope.schema
+            && schema != SCHEMA_ID
+        {
+            return Err(PayloadError::field(
+                "schema",
+                format!("unsupported schema, expected {SCHEMA_ID}"),
+            ));
         }
         let mut ctx = ctx.clone();
         if let Some(info) = envelope.device {

@@ -307,25 +307,24 @@ impl RawMqttConfig {
                     None,
                 );
             }
-            if let Some(p) = &t.patient {
-                if !p.starts_with("Patient/") || p.len() <= "Patient/".len() {
-                    problems.push(
-                        join(&at, "patient"),
-                        "not a Patient reference",
-                        Some("e.g. \"Patient/123\""),
-                    );
-                }
+            if let Some(p) = &t.patient
+                && (!p.starts_with("Patient/") || p.len() <= "Patient/".len())
+            {
+                problems.push(
+                    join(&at, "patient"),
+                    "not a Patient reference",
+                    Some("e.g. \"Patient/123\""),
+                );
             }
-            if let Some(status) = &status {
-                if rumqttc::matches(&status.status_topic(), &t.filter)
-                    || rumqttc::matches(&status.health_topic(), &t.filter)
-                {
-                    problems.push(
-                        join(&at, "filter"),
-                        "matches the gateway's own status topics",
-                        Some("narrow the filter or change status.prefix"),
-                    );
-                }
+            if let Some(status) = &status
+                && (rumqttc::matches(&status.status_topic(), &t.filter)
+                    || rumqttc::matches(&status.health_topic(), &t.filter))
+            {
+                problems.push(
+                    join(&at, "filter"),
+                    "matches the gateway's own status topics",
+                    Some("narrow the filter or change status.prefix"),
+                );
             }
             topics.push(TopicConfig {
                 filter: t.filter.clone(),

@@ -9,6 +9,7 @@
 //! - queue full / storage error ⇒ NO PUBACK; the worker retries the same message with backoff
 //!   and processes nothing else meanwhile, so at most `inflight` messages wait at the broker's
 //!   side and the broker redelivers them if the gateway dies.
+//!
 //! A message redelivered (DUP) after it was already stored (the PUBACK was lost in a
 //! disconnect) is recognised by topic + payload among recently stored ones and only acked.
 //!
@@ -285,10 +286,10 @@ impl RecentStored {
     fn insert(&mut self, k: u64) {
         if self.set.insert(k) {
             self.order.push_back(k);
-            if self.order.len() > RECENT_STORED {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
+            if self.order.len() > RECENT_STORED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
             }
         }
     }

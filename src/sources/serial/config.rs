@@ -266,14 +266,14 @@ impl RawPortConfig {
                 None,
             );
         }
-        if let Some(patient) = &self.patient {
-            if !patient.starts_with("Patient/") || patient.len() <= "Patient/".len() {
-                problems.push(
-                    join(at, "patient"),
-                    "not a Patient reference",
-                    Some("e.g. \"Patient/123\""),
-                );
-            }
+        if let Some(patient) = &self.patient
+            && (!patient.starts_with("Patient/") || patient.len() <= "Patient/".len())
+        {
+            problems.push(
+                join(at, "patient"),
+                "not a Patient reference",
+                Some("e.g. \"Patient/123\""),
+            );
         }
         let format = self.format.validate(&join(at, "format"), problems);
         if problems.len() != before {
