@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 
 pub mod decode;
 pub mod demo;
+pub mod devices;
 pub mod run;
 pub mod validate;
 
@@ -24,6 +25,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Decode one GATT characteristic value and print the readings and FHIR resources.
     Decode(decode::Args),
+    /// Bluetooth LE devices: `devices scan` lists nearby health devices.
+    Devices(devices::Args),
     /// Run the whole pipeline locally with simulated devices and a FHIR test double.
     Demo(demo::Args),
 }
@@ -53,5 +56,6 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Validate(args) => validate::execute(args),
         Command::Decode(args) => decode::execute(args),
         Command::Demo(args) => demo::execute(args),
+        Command::Devices(args) => devices::execute(args),
     }
 }
