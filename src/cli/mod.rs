@@ -7,6 +7,7 @@ pub mod decode;
 pub mod demo;
 pub mod queue;
 mod queue_export;
+pub mod devices;
 pub mod run;
 pub mod validate;
 
@@ -26,6 +27,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Decode one GATT characteristic value and print the readings and FHIR resources.
     Decode(decode::Args),
+    /// Bluetooth LE devices: `devices scan` lists nearby health devices.
+    Devices(devices::Args),
     /// Run the whole pipeline locally with simulated devices and a FHIR test double.
     Demo(demo::Args),
     /// Inspect and repair the durable queue (daemon stopped).
@@ -58,5 +61,6 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Decode(args) => decode::execute(args),
         Command::Demo(args) => demo::execute(args),
         Command::Queue(args) => queue::execute(args),
+        Command::Devices(args) => devices::execute(args),
     }
 }

@@ -66,7 +66,9 @@ fn current_time_bytes() -> Vec<u8> {
     })
 }
 
-fn spec(profile: Profile, seed: u16) -> Result<PeripheralSpec, EncodeError> {
+/// The advertisement and GATT database of the simulated `profile` device with `seed` (also
+/// used to build the same device in the BlueZ D-Bus mock).
+pub fn standard_spec(profile: Profile, seed: u16) -> Result<PeripheralSpec, EncodeError> {
     let c = |uuid: u16, props: CharProps| SimCharacteristic::new(uuid16(uuid), props);
     let mut chars: Vec<SimCharacteristic> = Vec::new();
     match profile {
@@ -225,7 +227,7 @@ pub fn standard_device(
     profile: Profile,
     seed: u16,
 ) -> Result<SimulatedHealthDevice, EncodeError> {
-    let device = central.add_device(spec(profile, seed)?);
+    let device = central.add_device(standard_spec(profile, seed)?);
     let records = Arc::new(Mutex::new(BTreeMap::new()));
     if profile.uses_racp() {
         device.on_write(
