@@ -106,10 +106,10 @@ fn check_resource(ty: &str, resource: &Value) -> Result<(), EntryError> {
     if obj.get("resourceType").and_then(Value::as_str) != Some(ty) {
         return Err(invalid(format!("resourceType must be {ty}")));
     }
-    if let Some(id) = obj.get("id") {
-        if !id.as_str().is_some_and(valid_id) {
-            return Err(invalid("id is not a valid FHIR id"));
-        }
+    if let Some(id) = obj.get("id")
+        && !id.as_str().is_some_and(valid_id)
+    {
+        return Err(invalid("id is not a valid FHIR id"));
     }
     if let Some(identifiers) = obj.get("identifier") {
         let ok = identifiers.as_array().is_some_and(|list| {
@@ -391,12 +391,12 @@ impl FhirStore {
             .iter()
             .filter(|e| e.pointer("/request/ifNoneExist").is_some())
             .count();
-        if let Some(max) = self.max_transaction_conditional_creates {
-            if conditional > max {
-                return Err(invalid(format!(
-                    "transaction has {conditional} conditional creates; at most {max} allowed"
-                )));
-            }
+        if let Some(max) = self.max_transaction_conditional_creates
+            && conditional > max
+        {
+            return Err(invalid(format!(
+                "transaction has {conditional} conditional creates; at most {max} allowed"
+            )));
         }
         // Plan every entry first (nothing is stored unless all succeed); ids for new
         // resources are assigned during planning so urn:uuid references can be rewritten.
