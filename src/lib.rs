@@ -18,13 +18,13 @@
 //! | [`decode`] | PURE protocol decoders/encoders (IEEE-11073 numbers, GATT health profiles) |
 //! | [`fhir`] | PURE mapping `Reading` → Observation/Device, identifiers, Bundles |
 //! | [`sources`] | BLE / serial / MQTT adapters producing `Reading`s |
-//! | [`queue`] | the durable queue (sled), its on-disk format and guarantees |
+//! | [`queue`] | the durable queue (sled): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
 //! | [`telemetry`] | logging setup and PHI-safe events |
 //! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
 //! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests |
-//! | [`cli`] | one file per command |
+//! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline) |
 //! | [`exit`] | process exit codes |
 //!
 //! The `vectorcare-hal` crate (`hal/`) holds the hardware seams (BLE central, serial port,

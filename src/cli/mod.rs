@@ -4,6 +4,8 @@
 use clap::{Parser, Subcommand};
 
 pub mod demo;
+pub mod queue;
+mod queue_export;
 pub mod run;
 pub mod validate;
 
@@ -23,6 +25,8 @@ pub enum Command {
     Validate(validate::Args),
     /// Run the whole pipeline locally with simulated devices and a FHIR test double.
     Demo(demo::Args),
+    /// Inspect and repair the durable queue (daemon stopped).
+    Queue(queue::Args),
 }
 
 /// Why a command failed, and the exit code to report it with.
@@ -49,5 +53,6 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Run(args) => run::execute(args),
         Command::Validate(args) => validate::execute(args),
         Command::Demo(args) => demo::execute(args),
+        Command::Queue(args) => queue::execute(args),
     }
 }
