@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod decode;
 pub mod demo;
 pub mod queue;
 mod queue_export;
@@ -23,6 +24,8 @@ pub enum Command {
     Run(run::Args),
     /// Check a configuration file and list every problem in it.
     Validate(validate::Args),
+    /// Decode one GATT characteristic value and print the readings and FHIR resources.
+    Decode(decode::Args),
     /// Run the whole pipeline locally with simulated devices and a FHIR test double.
     Demo(demo::Args),
     /// Inspect and repair the durable queue (daemon stopped).
@@ -52,6 +55,7 @@ pub fn execute(cli: Cli) -> Outcome {
     match cli.command {
         Command::Run(args) => run::execute(args),
         Command::Validate(args) => validate::execute(args),
+        Command::Decode(args) => decode::execute(args),
         Command::Demo(args) => demo::execute(args),
         Command::Queue(args) => queue::execute(args),
     }
