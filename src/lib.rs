@@ -23,6 +23,7 @@
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
 //! | [`telemetry`] | logging setup and PHI-safe events |
 //! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
+//! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests |
 //! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline) |
 //! | [`exit`] | process exit codes |
 //!
@@ -40,4 +41,5 @@ pub mod reading;
 pub mod runtime;
 pub mod sources;
 pub mod telemetry;
+pub mod test_double;
 pub mod upload;
