@@ -2,7 +2,6 @@
 //! per configured adapter, and (when configured) the uploader. Nothing here runs yet — the
 //! [`Pipeline`](super::pipeline::Pipeline) spawns what this returns.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +67,8 @@ pub fn mapper(config: &Config) -> Arc<MapFn> {
             .unwrap_or_else(|| format!("VectorCare Gateway {}", config.gateway.id)),
     };
     let default_context = MapContext::new(Some(config.gateway.patient.clone()), gateway);
-    let mut per_device: HashMap<String, MapContext> = HashMap::new();
+    // Device ids may be templates ("mqtt:{1}" = whatever the topic's first `+` matched).
+    let mut per_device: Vec<(DeviceIdPattern, MapContext)> = Vec::new();
     let overrides = config
         .sources
         .serial
@@ -84,15 +84,67 @@ pub fn mapper(config: &Config) -> Arc<MapFn> {
     for (device, patient) in overrides {
         let mut context = default_context.clone();
         context.patient = Some(patient);
-        per_device.insert(device, context);
+        per_device.push((DeviceIdPattern::new(&device), context));
     }
     Arc::new(move |reading: &Reading| {
         let context = per_device
-            .get(&reading.device.address)
+            .iter()
+            .find(|(pattern, _)| pattern.matches(&reading.device.address))
+            .map(|(_, context)| context)
             .unwrap_or(&default_context);
         let unit = map_reading(reading, context).map_err(|err| err.to_string())?;
         serde_json::to_vec(&unit).map_err(|err| format!("cannot encode upload unit: {err}"))
     })
+}
+
+/// A configured device id, literal or with `{N}` placeholders that match one topic level.
+#[derive(Debug, Clone)]
+struct DeviceIdPattern {
+    /// Literal pieces between placeholders.
+    pieces: Vec<String>,
+}
+
+impl DeviceIdPattern {
+    fn new(template: &str) -> Self {
+        let mut pieces = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            match rest[open..].find('}') {
+                Some(close) if rest[open + 1..open + close].chars().all(|c| c.is_ascii_digit()) => {
+                    pieces.push(rest[..open].to_owned());
+                    rest = &rest[open + close + 1..];
+                }
+                _ => break,
+            }
+        }
+        pieces.push(rest.to_owned());
+        Self { pieces }
+    }
+
+    fn matches(&self, id: &str) -> bool {
+        let (first, others) = self.pieces.split_first().expect("invariant: at least one piece");
+        let Some(mut rest) = id.strip_prefix(first.as_str()) else {
+            return false;
+        };
+        for (i, piece) in others.iter().enumerate() {
+            let last = i + 1 == others.len();
+            // A placeholder is one topic level: non-empty, no '/'.
+            let found = if last && piece.is_empty() {
+                Some(rest.len())
+            } else if last {
+                rest.strip_suffix(piece.as_str()).map(str::len)
+            } else {
+                rest.find(piece.as_str())
+            };
+            match found {
+                Some(end) if end > 0 && !rest[..end].contains('/') => {
+                    rest = &rest[end + piece.len()..];
+                }
+                _ => return false,
+            }
+        }
+        rest.is_empty()
+    }
 }
 
 /// One starter per configured adapter.
@@ -180,5 +232,28 @@ async fn run_bluez(
                 delay = (delay * 2).min(Duration::from_secs(60));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceIdPattern;
+
+    #[test]
+    fn device_id_patterns() {
+        let literal = DeviceIdPattern::new("/dev/ttyUSB0");
+        assert!(literal.matches("/dev/ttyUSB0"));
+        assert!(!literal.matches("/dev/ttyUSB1"));
+        let one = DeviceIdPattern::new("mqtt:{1}");
+        assert!(one.matches("mqtt:cuff-7"));
+        assert!(!one.matches("mqtt:"));
+        assert!(!one.matches("mqtt:a/b"));
+        assert!(!one.matches("other:cuff"));
+        let two = DeviceIdPattern::new("home-{1}-dev-{2}");
+        assert!(two.matches("home-kitchen-dev-scale"));
+        assert!(!two.matches("home--dev-scale"));
+        let suffix = DeviceIdPattern::new("{1}.cuff");
+        assert!(suffix.matches("bob.cuff"));
+        assert!(!suffix.matches(".cuff"));
     }
 }
