@@ -39,7 +39,6 @@ pub fn execute(args: Args) -> Outcome {
             hardware,
             queue.clone(),
             Arc::new(NoObserver),
-            None,
             stop,
         )
         .await;
@@ -80,6 +79,7 @@ pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
     let code = match &err {
         RuntimeError::Queue { .. } => exit::UNAVAILABLE,
         RuntimeError::TaskEnded(_) => exit::SOFTWARE,
+        RuntimeError::Upload(_) => exit::CONFIG,
     };
     Failure::new(code, err.to_string())
 }
