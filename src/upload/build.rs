@@ -70,7 +70,7 @@ pub fn uploader(
         },
         bundle_size: config.bundle_size,
         max_bundle_entries: config.max_bundle_entries,
-        backoff: config.backoff.clone(),
+        backoff: config.backoff,
         config_error_backoff: config.config_error_backoff,
         idle_poll: IDLE_POLL,
     };
