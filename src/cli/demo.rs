@@ -241,7 +241,7 @@ async fn drive_devices(
             } else {
                 3 + i as u64 % 3
             };
-            if round % every == 0 {
+            if round.is_multiple_of(every) {
                 let _ = device.measure();
             }
             // The glucose meter drops its link now and then, so its new records are fetched
@@ -272,7 +272,7 @@ async fn drive_devices(
         {
             serial_port = serial.plug();
         }
-        if round % 4 == 0 {
+        if round.is_multiple_of(4) {
             let stamp = now
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default();
