@@ -9,7 +9,7 @@ Primary), GattCharacteristic1 (UUID, Flags, Value, Notifying) and GattDescriptor
 object paths service%04x/char%04x/desc%04x like bluetoothd's.
 
 Tests play the device through the org.bluez.Mock interface on '/':
-  AddAdapter(name, address) -> path          SetPowered(adapter, on)
+  AddAdapter(name, address) -> path          SetPowered(adapter, on)  (off = rfkill-blocked)
   AddDevice(adapter, address, name, uuids, rssi) -> path
   AddService(device, uuid) -> path           AddCharacteristic(service, uuid, flags, value) -> path
   PushValue(char, value)      a notification/indication; kept until the central subscribes
@@ -58,6 +58,22 @@ def _introspect_interfaces_first(self, object_path, connection):
 
 _introspect_interfaces_first.__dict__.update(_ORIGINAL_INTROSPECT.__dict__)
 mockobject.DBusMockObject.Introspect = _introspect_interfaces_first
+
+
+# bluez-async powers the adapter on before every discovery (Set Powered true). A test's
+# "adapter off" models rfkill: such a Set fails with org.bluez.Error.Blocked until SetPowered.
+_ORIGINAL_SET = mockobject.DBusMockObject.Set
+
+
+def _set_unless_blocked(self, interface_name, property_name, value, *args, **kwargs):
+    if (interface_name == ADAPTER_IFACE and property_name == 'Powered' and bool(value)
+            and getattr(self, 'blocked', False)):
+        raise _error('org.bluez.Error.Blocked', 'Blocked through rfkill')
+    return _ORIGINAL_SET(self, interface_name, property_name, value, *args, **kwargs)
+
+
+_set_unless_blocked.__dict__.update(_ORIGINAL_SET.__dict__)
+mockobject.DBusMockObject.Set = _set_unless_blocked
 
 
 def _error(name, message):
@@ -401,6 +417,7 @@ def DropLink(_self, device_path):
 @dbus.service.method(MOCK_IFACE, in_signature='sb', out_signature='')
 def SetPowered(_self, adapter_name, powered):
     adapter = mockobject.objects['/org/bluez/' + adapter_name]
+    adapter.blocked = not powered
     if not powered:
         for path in _children(adapter.path, 'dev_'):
             device = mockobject.objects[path]

@@ -333,7 +333,9 @@ impl<C: BleCentral> Shared<C> {
                         tracing::info!(?state, "Bluetooth adapter state changed");
                         self.status.update(|s| s.adapter = Some(format!("{state:?}").to_lowercase()));
                         match state {
-                            AdapterState::PoweredOn => {
+                            // Only when discovery stopped: starting it (re)sets Powered, which
+                            // reports PoweredOn again.
+                            AdapterState::PoweredOn if !self.status.snapshot().scanning => {
                                 if let Err(e) = self.central.start_scan(&self.scan_filter()).await {
                                     tracing::warn!(error = %e, "restarting discovery after power-on failed");
                                 } else {
@@ -341,6 +343,7 @@ impl<C: BleCentral> Shared<C> {
                                 }
                                 last_activity = Instant::now();
                             }
+                            AdapterState::PoweredOn => {}
                             AdapterState::PoweredOff => self.status.update(|s| s.scanning = false),
                             AdapterState::Unavailable => {
                                 events = None;
