@@ -34,6 +34,17 @@ fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Runs one test body alone, on its own runtime (btleplug's D-Bus tasks die with it).
+fn run_alone(body: impl std::future::Future<Output = ()>) {
+    let _serial = serial();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(body);
+}
+
 /// The one bus path of this process (short: unix socket paths are limited to 108 bytes).
 fn bus_path() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
@@ -307,201 +318,206 @@ impl Rig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hal_btleplug_notifications_through_the_mock() {
-    let _serial = serial();
-    let mock = new_mock();
-    let dev = mock.add_standard_device(Profile::HeartRate, 1);
-    let central = BtleplugCentral::open(None).await.expect("open adapter");
-    assert_eq!(central.adapter_name(), "hci0");
-    central
-        .start_scan(&ScanFilter::default())
-        .await
-        .expect("scan");
-    let p = central
-        .peripheral(dev.address)
-        .await
-        .expect("device known to BlueZ");
-    p.connect().await.expect("connect (ServicesResolved)");
-    let services = p
-        .discover_services()
-        .await
-        .expect("discover through introspection");
-    assert_eq!(services.len(), 3, "HR, Current Time, Device Information");
-    let hr = Profile::HeartRate.characteristic(0x2A37);
-    let model = p
-        .read(CharacteristicRef::sig(0x180A, 0x2A24))
-        .await
-        .expect("read model");
-    assert_eq!(model, b"heart_rate");
-    let mut stream = p.notifications().await.expect("notifications");
-    p.subscribe(hr).await.expect("subscribe");
-    mock.push(&dev, hr, vec![0x06, 72]);
-    let n = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut stream))
-        .await
-        .expect("notification in time")
-        .expect("stream open");
-    assert_eq!((n.characteristic, n.value), (hr, vec![0x06, 72]));
-    p.disconnect().await.expect("disconnect");
-    assert!(!p.is_connected().await.expect("state"));
+#[test]
+fn hal_btleplug_notifications_through_the_mock() {
+    run_alone(async {
+        let mock = new_mock();
+        let dev = mock.add_standard_device(Profile::HeartRate, 1);
+        let central = BtleplugCentral::open(None).await.expect("open adapter");
+        assert_eq!(central.adapter_name(), "hci0");
+        central
+            .start_scan(&ScanFilter::default())
+            .await
+            .expect("scan");
+        let p = central
+            .peripheral(dev.address)
+            .await
+            .expect("device known to BlueZ");
+        p.connect().await.expect("connect (ServicesResolved)");
+        let services = p
+            .discover_services()
+            .await
+            .expect("discover through introspection");
+        assert_eq!(services.len(), 3, "HR, Current Time, Device Information");
+        let hr = Profile::HeartRate.characteristic(0x2A37);
+        let model = p
+            .read(CharacteristicRef::sig(0x180A, 0x2A24))
+            .await
+            .expect("read model");
+        assert_eq!(model, b"heart_rate");
+        let mut stream = p.notifications().await.expect("notifications");
+        p.subscribe(hr).await.expect("subscribe");
+        mock.push(&dev, hr, vec![0x06, 72]);
+        let n = tokio::time::timeout(WAIT, futures::StreamExt::next(&mut stream))
+            .await
+            .expect("notification in time")
+            .expect("stream open");
+        assert_eq!((n.characteristic, n.value), (hr, vec![0x06, 72]));
+        p.disconnect().await.expect("disconnect");
+        assert!(!p.is_connected().await.expect("state"));
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_profile_through_btleplug_and_bluez() {
-    let _serial = serial();
-    let mock = new_mock();
-    let mut devices = Vec::new();
-    for (i, profile) in Profile::ALL.into_iter().enumerate() {
-        let dev = mock.add_standard_device(profile, 100 + i as u16);
-        let bytes = measurements(profile, 100 + i as u16, 2);
-        if profile == Profile::Glucose {
-            let meas = profile.characteristic(0x2A18);
-            let () = mock.call(
-                "SetStoredRecords",
-                (dev.char_path(meas), dev.char_path(profile.racp()), bytes),
-            );
-        } else {
-            // Taken before the gateway connected: indicated/notified once it subscribes.
-            mock.push(
-                &dev,
-                profile.characteristic(profile.measurements()[0]),
-                bytes[0].clone(),
-            );
-        }
-        devices.push((profile, dev));
-    }
-    let allow: Vec<(BleAddress, bool)> = devices.iter().map(|(_, d)| (d.address, false)).collect();
-    let mut rig = Rig::start(&allow, Default::default()).await;
-    let mut kinds = Vec::new();
-    let mut glucose_sequences = Vec::new();
-    while kinds.len() < 7 {
-        for r in rig.next().await {
-            if r.kind == Kind::BloodGlucose {
-                glucose_sequences.push(r.sequence);
+#[test]
+fn every_profile_through_btleplug_and_bluez() {
+    run_alone(async {
+        let mock = new_mock();
+        let mut devices = Vec::new();
+        for (i, profile) in Profile::ALL.into_iter().enumerate() {
+            let dev = mock.add_standard_device(profile, 100 + i as u16);
+            let bytes = measurements(profile, 100 + i as u16, 2);
+            if profile == Profile::Glucose {
+                let meas = profile.characteristic(0x2A18);
+                let () = mock.call(
+                    "SetStoredRecords",
+                    (dev.char_path(meas), dev.char_path(profile.racp()), bytes),
+                );
+            } else {
+                // Taken before the gateway connected: indicated/notified once it subscribes.
+                mock.push(
+                    &dev,
+                    profile.characteristic(profile.measurements()[0]),
+                    bytes[0].clone(),
+                );
             }
-            if r.kind != Kind::PulseRate {
-                kinds.push(r.kind);
+            devices.push((profile, dev));
+        }
+        let allow: Vec<(BleAddress, bool)> =
+            devices.iter().map(|(_, d)| (d.address, false)).collect();
+        let mut rig = Rig::start(&allow, Default::default()).await;
+        let mut kinds = Vec::new();
+        let mut glucose_sequences = Vec::new();
+        while kinds.len() < 7 {
+            for r in rig.next().await {
+                if r.kind == Kind::BloodGlucose {
+                    glucose_sequences.push(r.sequence);
+                }
+                if r.kind != Kind::PulseRate {
+                    kinds.push(r.kind);
+                }
             }
         }
-    }
-    kinds.sort_by_key(|k| format!("{k:?}"));
-    assert_eq!(
-        kinds,
-        [
-            Kind::BloodGlucose,
-            Kind::BloodGlucose,
-            Kind::BloodPressure,
-            Kind::BodyTemperature,
-            Kind::BodyWeight,
-            Kind::HeartRate,
-            Kind::OxygenSaturation
-        ]
-    );
-    assert_eq!(glucose_sequences, [Some(1), Some(2)]);
-    let status = rig.status.snapshot();
-    assert_eq!(status.devices.len(), 6);
-    assert!(
-        status
-            .devices
-            .values()
-            .all(|d| d.connected && d.connects == 1)
-    );
-    rig.stop().await;
+        kinds.sort_by_key(|k| format!("{k:?}"));
+        assert_eq!(
+            kinds,
+            [
+                Kind::BloodGlucose,
+                Kind::BloodGlucose,
+                Kind::BloodPressure,
+                Kind::BodyTemperature,
+                Kind::BodyWeight,
+                Kind::HeartRate,
+                Kind::OxygenSaturation
+            ]
+        );
+        assert_eq!(glucose_sequences, [Some(1), Some(2)]);
+        let status = rig.status.snapshot();
+        assert_eq!(status.devices.len(), 6);
+        assert!(
+            status
+                .devices
+                .values()
+                .all(|d| d.connected && d.connects == 1)
+        );
+        rig.stop().await;
+    });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn link_loss_in_progress_error_adapter_power_and_racp_delete() {
-    let _serial = serial();
-    let mock = new_mock();
-    let hr = mock.add_standard_device(Profile::HeartRate, 1);
-    let gl = mock.add_standard_device(Profile::Glucose, 2);
-    let records = measurements(Profile::Glucose, 2, 3);
-    let () = mock.call(
-        "SetStoredRecords",
-        (
-            gl.char_path(Profile::Glucose.characteristic(0x2A18)),
-            gl.char_path(Profile::Glucose.racp()),
-            records,
-        ),
-    );
-    let () = mock.call(
-        "FailNext",
-        (
-            hr.path.clone(),
-            "Connect",
-            "org.bluez.Error.InProgress",
-            "Operation already in progress",
-        ),
-    );
-    let hr_char = Profile::HeartRate.characteristic(0x2A37);
-    let beats = measurements(Profile::HeartRate, 1, 3);
-    mock.push(&hr, hr_char, beats[0].clone());
-    let progress = Arc::new(InMemoryProgress::default());
-    let mut rig = Rig::start(&[(hr.address, false), (gl.address, true)], progress.clone()).await;
+#[test]
+fn link_loss_in_progress_error_adapter_power_and_racp_delete() {
+    run_alone(async {
+        let mock = new_mock();
+        let hr = mock.add_standard_device(Profile::HeartRate, 1);
+        let gl = mock.add_standard_device(Profile::Glucose, 2);
+        let records = measurements(Profile::Glucose, 2, 3);
+        let () = mock.call(
+            "SetStoredRecords",
+            (
+                gl.char_path(Profile::Glucose.characteristic(0x2A18)),
+                gl.char_path(Profile::Glucose.racp()),
+                records,
+            ),
+        );
+        let () = mock.call(
+            "FailNext",
+            (
+                hr.path.clone(),
+                "Connect",
+                "org.bluez.Error.InProgress",
+                "Operation already in progress",
+            ),
+        );
+        let hr_char = Profile::HeartRate.characteristic(0x2A37);
+        let beats = measurements(Profile::HeartRate, 1, 3);
+        mock.push(&hr, hr_char, beats[0].clone());
+        let progress = Arc::new(InMemoryProgress::default());
+        let mut rig =
+            Rig::start(&[(hr.address, false), (gl.address, true)], progress.clone()).await;
 
-    let mut got = Vec::new();
-    while got.len() < 4 {
-        got.extend(rig.next().await.into_iter().map(|r| (r.kind, r.sequence)));
-    }
-    got.sort_by_key(|(k, s)| (format!("{k:?}"), *s));
-    assert_eq!(
-        got,
-        [
-            (Kind::BloodGlucose, Some(1)),
-            (Kind::BloodGlucose, Some(2)),
-            (Kind::BloodGlucose, Some(3)),
-            (Kind::HeartRate, None)
-        ]
-    );
-    let (n,): (u32,) = mock.call("ConnectCount", (hr.path.clone(),));
-    assert_eq!(n, 1, "the InProgress connect was retried");
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            got.extend(rig.next().await.into_iter().map(|r| (r.kind, r.sequence)));
+        }
+        got.sort_by_key(|(k, s)| (format!("{k:?}"), *s));
+        assert_eq!(
+            got,
+            [
+                (Kind::BloodGlucose, Some(1)),
+                (Kind::BloodGlucose, Some(2)),
+                (Kind::BloodGlucose, Some(3)),
+                (Kind::HeartRate, None)
+            ]
+        );
+        let (n,): (u32,) = mock.call("ConnectCount", (hr.path.clone(),));
+        assert_eq!(n, 1, "the InProgress connect was retried");
 
-    // Link loss mid-stream: a beat measured while out of range arrives after the reconnect.
-    let () = mock.call("DropLink", (hr.path.clone(),));
-    mock.push(&hr, hr_char, beats[1].clone());
-    assert_eq!(rig.next().await[0].kind, Kind::HeartRate);
-    let (n,): (u32,) = mock.call("ConnectCount", (hr.path.clone(),));
-    assert_eq!(n, 2);
+        // Link loss mid-stream: a beat measured while out of range arrives after the reconnect.
+        let () = mock.call("DropLink", (hr.path.clone(),));
+        mock.push(&hr, hr_char, beats[1].clone());
+        assert_eq!(rig.next().await[0].kind, Kind::HeartRate);
+        let (n,): (u32,) = mock.call("ConnectCount", (hr.path.clone(),));
+        assert_eq!(n, 2);
 
-    // Server confirms records 1..=2: after the next connection they, and only they, are gone.
-    let (left,): (Vec<u16>,) =
-        mock.call("StoredSequences", (gl.char_path(Profile::Glucose.racp()),));
-    assert_eq!(
-        left,
-        [1, 2, 3],
-        "nothing deleted before the server confirmed"
-    );
-    progress.confirm(gl.address, 2);
-    let () = mock.call("DropLink", (gl.path.clone(),));
-    let deadline = Instant::now() + WAIT;
-    loop {
+        // Server confirms records 1..=2: after the next connection they, and only they, are gone.
         let (left,): (Vec<u16>,) =
             mock.call("StoredSequences", (gl.char_path(Profile::Glucose.racp()),));
-        if left == [3] {
-            break;
+        assert_eq!(
+            left,
+            [1, 2, 3],
+            "nothing deleted before the server confirmed"
+        );
+        progress.confirm(gl.address, 2);
+        let () = mock.call("DropLink", (gl.path.clone(),));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (left,): (Vec<u16>,) =
+                mock.call("StoredSequences", (gl.char_path(Profile::Glucose.racp()),));
+            if left == [3] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "confirmed records not deleted: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "confirmed records not deleted: {left:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 
-    // Adapter powered off: visible in status; back on: collection resumes.
-    let () = mock.call("SetPowered", ("hci0", false));
-    let deadline = Instant::now() + WAIT;
-    while rig.status.snapshot().adapter.as_deref() != Some("poweredoff") {
-        assert!(
-            Instant::now() < deadline,
-            "power-off not visible: {:?}",
-            rig.status.snapshot()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    mock.push(&hr, hr_char, beats[2].clone());
-    let () = mock.call("SetPowered", ("hci0", true));
-    assert_eq!(rig.next().await[0].kind, Kind::HeartRate);
-    rig.stop().await;
+        // Adapter powered off: visible in status; back on: collection resumes.
+        let () = mock.call("SetPowered", ("hci0", false));
+        let deadline = Instant::now() + WAIT;
+        while rig.status.snapshot().adapter.as_deref() != Some("poweredoff") {
+            assert!(
+                Instant::now() < deadline,
+                "power-off not visible: {:?}",
+                rig.status.snapshot()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        mock.push(&hr, hr_char, beats[2].clone());
+        let () = mock.call("SetPowered", ("hci0", true));
+        assert_eq!(rig.next().await[0].kind, Kind::HeartRate);
+        rig.stop().await;
+    });
 }
 
 #[test]
