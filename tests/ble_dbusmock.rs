@@ -20,7 +20,8 @@ use vectorcare_gateway::sources::ReadingSink;
 use vectorcare_gateway::sources::ble::config::{RawBleConfig, RawBleDevice};
 use vectorcare_gateway::sources::ble::profiles::Profile;
 use vectorcare_gateway::sources::ble::simulated::{standard_device, standard_spec};
-use vectorcare_gateway::sources::ble::{BleSource, InMemoryProgress, StatusHandle};
+use vectorcare_gateway::sources::ble::{BleConfig, BleSource, InMemoryProgress, StatusHandle};
+use vectorcare_hal::ble::bluez_agent::PairingAgent;
 use vectorcare_hal::ble::btleplug::BtleplugCentral;
 use vectorcare_hal::ble::simulated::SimulatedCentral;
 use vectorcare_hal::ble::{BleAddress, BleCentral, BlePeripheral, CharacteristicRef, ScanFilter};
@@ -250,15 +251,25 @@ struct Rig {
 
 impl Rig {
     async fn start(devices: &[(BleAddress, bool)], progress: Arc<InMemoryProgress>) -> Rig {
+        let devices: Vec<(BleAddress, bool, Option<u32>)> =
+            devices.iter().map(|(a, d)| (*a, *d, None)).collect();
+        Rig::start_with_passkeys(&devices, progress).await.0
+    }
+
+    /// Also returns the validated config (for the pairing agent's policy).
+    async fn start_with_passkeys(
+        devices: &[(BleAddress, bool, Option<u32>)],
+        progress: Arc<InMemoryProgress>,
+    ) -> (Rig, BleConfig) {
         let raw = RawBleConfig {
             adapter: Some("hci0".into()),
             devices: devices
                 .iter()
-                .map(|(a, delete)| RawBleDevice {
+                .map(|(a, delete, passkey)| RawBleDevice {
                     address: a.to_string(),
                     profile: None,
                     delete_after_upload: *delete,
-                    passkey: None,
+                    passkey: *passkey,
                 })
                 .collect(),
             accept_any_health_device: false,
@@ -282,7 +293,7 @@ impl Rig {
         });
         let source = BleSource::new(
             central,
-            config,
+            config.clone(),
             sink,
             progress,
             Arc::new(SimulatedClock::new(0, true)),
@@ -292,12 +303,15 @@ impl Rig {
         let task = tokio::spawn(source.run(async {
             let _ = stopped.await;
         }));
-        Rig {
-            readings,
-            status,
-            stop: Some(stop),
-            task,
-        }
+        (
+            Rig {
+                readings,
+                status,
+                stop: Some(stop),
+                task,
+            },
+            config,
+        )
     }
 
     async fn next(&mut self) -> Vec<Reading> {
@@ -543,4 +557,91 @@ fn devices_scan_lists_mocked_health_devices() {
     assert_eq!(found[0]["services"][0], "heart_rate");
     assert_eq!(found[0]["rssi"], -58);
     assert_eq!(found.as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn pairing_agent_gives_bluez_the_configured_passkey() {
+    run_alone(async {
+        let mock = new_mock();
+        let good = mock.add_standard_device(Profile::HeartRate, 4);
+        let wrong = mock.add_standard_device(Profile::Thermometer, 5);
+        let () = mock.call("RequirePairing", (good.path.clone(), 123_456i32));
+        let () = mock.call("RequirePairing", (wrong.path.clone(), 654_321i32));
+        let hr_char = Profile::HeartRate.characteristic(0x2A37);
+        mock.push(
+            &good,
+            hr_char,
+            measurements(Profile::HeartRate, 4, 1).remove(0),
+        );
+        let temp_char = Profile::Thermometer.characteristic(0x2A1C);
+        mock.push(
+            &wrong,
+            temp_char,
+            measurements(Profile::Thermometer, 5, 1).remove(0),
+        );
+        let (mut rig, config) = Rig::start_with_passkeys(
+            &[
+                (good.address, false, Some(123_456)),
+                (wrong.address, false, Some(111_111)),
+            ],
+            Default::default(),
+        )
+        .await;
+
+        // No agent yet: subscribing fails, visibly, and nothing is collected.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = rig.status.snapshot();
+            let error = status
+                .devices
+                .get(&good.address.to_string())
+                .and_then(|d| d.last_error.clone());
+            if error.as_deref() == Some("insufficient security: the device must be paired") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no pairing error visible: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(rig.readings.try_recv().is_err());
+
+        let (stop_agent, agent_stopped) = oneshot::channel::<()>();
+        let agent = tokio::spawn(PairingAgent::new(config.pairing_policy()).run(async {
+            let _ = agent_stopped.await;
+        }));
+        let got = rig.next().await;
+        assert_eq!(got[0].kind, Kind::HeartRate);
+        let (log,): (Vec<String>,) = mock.call("PairingLog", (good.path.clone(),));
+        assert_eq!(log.last().map(String::as_str), Some("passkey 123456"));
+        let (agents,): (Vec<String>,) = mock.call("Agents", ());
+        assert_eq!(agents, ["/org/vectorcare/agent KeyboardOnly"]);
+
+        // The thermometer wants another passkey: the agent's answer is refused, never retried
+        // into a reading.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (log,): (Vec<String>,) = mock.call("PairingLog", (wrong.path.clone(),));
+            if log.iter().any(|l| l == "passkey 111111") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agent never asked: {log:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            rig.readings.try_recv().is_err(),
+            "nothing from the unpaired thermometer"
+        );
+
+        let _ = stop_agent.send(());
+        tokio::time::timeout(WAIT, agent)
+            .await
+            .expect("agent stops")
+            .expect("agent did not panic")
+            .expect("agent ran and unregistered");
+        let (agents,): (Vec<String>,) = mock.call("Agents", ());
+        assert!(agents.is_empty(), "unregistered on shutdown: {agents:?}");
+        rig.stop().await;
+    });
 }
