@@ -338,7 +338,7 @@ fn hal_btleplug_notifications_through_the_mock() {
         let mock = new_mock();
         let dev = mock.add_standard_device(Profile::HeartRate, 1);
         let central = BtleplugCentral::open(None).await.expect("open adapter");
-        assert_eq!(central.adapter_name(), "hci0");
+        assert_eq!(central.adapter_name().await.expect("adapter found"), "hci0");
         central
             .start_scan(&ScanFilter::default())
             .await
@@ -537,16 +537,28 @@ fn link_loss_in_progress_error_adapter_power_and_racp_delete() {
 #[test]
 fn devices_scan_lists_mocked_health_devices() {
     let _serial = serial();
-    let mock = new_mock();
+    let mock = BluezMock::start();
+    let scan = || {
+        Command::new(env!("CARGO_BIN_EXE_vectorcare-gateway"))
+            .args(["devices", "scan", "--seconds", "2", "--json"])
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", bus_path().display()),
+            )
+            .output()
+            .expect("run devices scan")
+    };
+    let no_adapter = scan();
+    assert_eq!(
+        no_adapter.status.code(),
+        Some(69),
+        "EX_UNAVAILABLE without an adapter"
+    );
+    assert!(String::from_utf8_lossy(&no_adapter.stderr).contains("adapter"));
+    let (_adapter,): (dbus::Path<'static>,) =
+        mock.call("AddAdapter", ("hci0", "00:1A:7D:DA:71:13"));
     let hr = mock.add_standard_device(Profile::HeartRate, 3);
-    let output = Command::new(env!("CARGO_BIN_EXE_vectorcare-gateway"))
-        .args(["devices", "scan", "--seconds", "2", "--json"])
-        .env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}", bus_path().display()),
-        )
-        .output()
-        .expect("run devices scan");
+    let output = scan();
     assert!(
         output.status.success(),
         "{}",
@@ -643,5 +655,75 @@ fn pairing_agent_gives_bluez_the_configured_passkey() {
         let (agents,): (Vec<String>,) = mock.call("Agents", ());
         assert!(agents.is_empty(), "unregistered on shutdown: {agents:?}");
         rig.stop().await;
+    });
+}
+
+#[test]
+fn late_adapter_stale_device_removal_and_power_cycle_through_dbus() {
+    run_alone(async {
+        // The gateway starts before the adapter exists: it keeps trying, visibly.
+        let mock = BluezMock::start();
+        let address = standard_spec(Profile::HeartRate, 6)
+            .expect("encodable")
+            .address;
+        let mut rig = Rig::start(&[(address, false)], Default::default()).await;
+        let deadline = Instant::now() + WAIT;
+        while rig.status.snapshot().adapter.as_deref() != Some("unavailable") {
+            assert!(Instant::now() < deadline, "missing adapter not visible");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (_adapter,): (dbus::Path<'static>,) =
+            mock.call("AddAdapter", ("hci0", "00:1A:7D:DA:71:13"));
+        let dev = mock.add_standard_device(Profile::HeartRate, 6);
+        let hr_char = Profile::HeartRate.characteristic(0x2A37);
+        let beats = measurements(Profile::HeartRate, 6, 2);
+        mock.push(&dev, hr_char, beats[0].clone());
+        // Backoff is capped at 2 s in this rig; the adapter is found on a retry.
+        assert_eq!(rig.next().await[0].kind, Kind::HeartRate);
+
+        // le-connection-abort-by-local: the stale device object is removed over D-Bus
+        // (Adapter1.RemoveDevice) and the device is collected again after it advertises.
+        let () = mock.call(
+            "FailNext",
+            (
+                dev.path.clone(),
+                "Connect",
+                "org.bluez.Error.Failed",
+                "le-connection-abort-by-local",
+            ),
+        );
+        let () = mock.call("DropLink", (dev.path.clone(),));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (removed,): (u32,) = mock.call("RemovedCount", ("hci0",));
+            if removed == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "stale device not removed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        mock.push(&dev, hr_char, beats[1].clone());
+        let () = mock.call("Advertise", (dev.path.clone(),));
+        assert_eq!(rig.next().await[0].kind, Kind::HeartRate);
+        rig.stop().await;
+
+        // The watchdog's power-cycle goes through Adapter1.Powered.
+        let central = BtleplugCentral::open(Some("hci0")).await.expect("open");
+        central
+            .set_powered(false)
+            .await
+            .expect("power off over D-Bus");
+        assert_eq!(
+            central.adapter_state().await.expect("state"),
+            vectorcare_hal::ble::AdapterState::PoweredOff
+        );
+        central
+            .set_powered(true)
+            .await
+            .expect("power on over D-Bus");
+        assert_eq!(
+            central.adapter_state().await.expect("state"),
+            vectorcare_hal::ble::AdapterState::PoweredOn
+        );
     });
 }

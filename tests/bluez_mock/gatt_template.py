@@ -13,6 +13,7 @@ Tests play the device through the org.bluez.Mock interface on '/':
   AddDevice(adapter, address, name, uuids, rssi) -> path
   AddService(device, uuid) -> path           AddCharacteristic(service, uuid, flags, value) -> path
   PushValue(char, value)      a notification/indication; kept until the central subscribes
+  Advertise(device)           one more advertisement (RSSI update) while discovering
   DropLink(device)            the link is lost (Connected and ServicesResolved go false)
   FailNext(path, method, error_name, message)   the next call of `method` on `path` fails
   SetStoredRecords(measurement_char, racp_char, records)   a Glucose-style RACP record store
@@ -473,6 +474,15 @@ def AddCharacteristic(_self, service_path, uuid, flags, value):
 @dbus.service.method(MOCK_IFACE, in_signature='oay', out_signature='')
 def PushValue(_self, char_path, value):
     _deliver(mockobject.objects[str(char_path)], [int(b) for b in value])
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='o', out_signature='')
+def Advertise(_self, device_path):
+    '''One more advertisement seen by a running discovery (an RSSI update, as bluetoothd sends).'''
+    device = mockobject.objects[str(device_path)]
+    if _adapter_of(device.path).props[ADAPTER_IFACE]['Discovering']:
+        rssi = device.props[DEVICE_IFACE]['RSSI']
+        _changed(device, DEVICE_IFACE, {'RSSI': dbus.Int16(rssi, variant_level=1)})
 
 
 @dbus.service.method(MOCK_IFACE, in_signature='o', out_signature='')

@@ -46,6 +46,8 @@ use crate::sources::{IngestError, ReadingSink};
 /// How often a session checks that its link is still up (btleplug's notification stream does
 /// not end when BlueZ drops the link).
 const LINK_CHECK: Duration = Duration::from_secs(5);
+/// Longest wait between looks for a missing or powered-off adapter.
+const ADAPTER_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The uploader's view of stored-record progress: which records the FHIR server confirmed.
 /// The queue/uploader provides the persisted implementation; [`InMemoryProgress`] is for tests
@@ -303,7 +305,9 @@ impl<C: BleCentral> Shared<C> {
                             tracing::warn!(error = %e, "Bluetooth adapter not usable; will keep trying");
                         }
                         self.status.update(|s| s.scanning = false);
-                        adapter_retry = Instant::now() + self.backoff(adapter_attempt);
+                        // Looking for the adapter is cheap: never wait long for a replugged one.
+                        adapter_retry =
+                            Instant::now() + self.backoff(adapter_attempt).min(ADAPTER_RETRY_MAX);
                         adapter_attempt = adapter_attempt.saturating_add(1);
                     }
                 }
