@@ -61,6 +61,13 @@ impl Problems {
         self.0.iter()
     }
 
+    /// Keeps only the first problem reported at each path: a key removed because of a type
+    /// error would otherwise be reported again as "missing" by validation.
+    pub fn dedup_by_path(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        self.0.retain(|problem| seen.insert(problem.path.clone()));
+    }
+
     pub fn into_vec(self) -> Vec<ConfigProblem> {
         self.0
     }

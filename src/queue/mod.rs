@@ -1,1 +1,233 @@
-//! The durable queue on sled (issue #4). The module doc becomes its design document.
+//! # The durable queue (issue #4)
+//!
+//! Readings that a device or broker was told are safe wait here until the FHIR server has
+//! confirmed them. The queue stores opaque payloads (the uploader puts compact JSON of one
+//! "upload unit" in each); it knows nothing of FHIR.
+//!
+//! ## API and guarantees
+//! [`DurableQueue`] is the contract; [`SledQueue`] is the engine (sled 0.34).
+//! - **append** resolves only once its records are on the storage device (not merely in the
+//!   page cache, see "Durability" below). Concurrent appends share one flush (group commit).
+//!   Sources acknowledge to their device/broker only after append resolved (persist before ack).
+//! - **Order**: [`RecordId`]s increase strictly with commit order and are never reused (the
+//!   high-water mark is persisted with every commit). `peek` returns ready records in id order.
+//! - **At-least-once**: a record leaves the queue only by `ack` (server confirmed),
+//!   `dead_letter` (server refused it permanently) or `purge_dead`. A crash may lose a recent
+//!   ack or nack (they are flushed lazily, at most ~1 s later), so a record can be uploaded
+//!   twice; uploads are idempotent (conditional create on the Observation identifier), so
+//!   "exactly once in effect" holds end to end.
+//! - **Retry time** is monotonic: `nack(id, retry_after)` makes the record invisible to `peek`
+//!   until `Instant::now() + retry_after`. Wall-clock jumps (a Pi boots with a stale clock until
+//!   NTP) therefore neither stall nor hurry retries. On disk the nack time and the delay are
+//!   kept; after a reopen the remaining delay is recomputed from the wall clock and clamped to
+//!   `[0, retry_after]`, so a clock jump across a restart can at worst make a record ready
+//!   early, never hide it longer than its own delay.
+//!
+//! ## On-disk layout
+//! `DATA_DIR/queue.lock` (exclusive `flock` held while open; a second opener gets
+//! [`QueueError::Locked`]) and `DATA_DIR/queue/` (a sled database). One sled tree holds
+//! everything, so every state change is a single atomic sled batch:
+//!
+//! | key | value |
+//! |---|---|
+//! | `b'R'` + id (u64 big-endian) | ready record (see [`record`]) |
+//! | `b'D'` + id | dead letter: record + the server's reason |
+//! | `b'Q'` + id | quarantined raw bytes of a record that failed its checksum |
+//! | `b'M'` + `"counters"` | next id, record/byte counts per state (kept exact in every batch) |
+//!
+//! Big-endian ids make sled's key order the queue order. Records are versioned and
+//! checksummed with CRC-32 (see [`record`]); the header is 29 bytes, the payload is stored as given.
+//! Counters make `stats` and reopen O(1): nothing is scanned at open.
+//!
+//! ## Durability
+//! sled's `Db::flush()` only issues `sync_file_range`, which starts write-back of the data
+//! range but neither persists file metadata (the file size of a grown log) nor flushes the
+//! device's volatile write cache; sled calls `sync_all` only from its periodic flusher. After
+//! each group commit's `flush()` the engine therefore calls `fdatasync` on sled's log file, and
+//! on any new file in sled's `blobs/` directory (plus `fsync` of that directory). Only then are
+//! the waiting appends resolved.
+//!
+//! ## What happens on …
+//! - **crash / power cut**: sled recovers its log up to the last complete flush; everything an
+//!   append resolved for is in it. Appends that had not resolved may or may not be present (their
+//!   sources did not acknowledge, so the device or broker resends: duplicates are harmless).
+//! - **corruption**: a record whose checksum or version does not match is moved to the `Q`
+//!   range (raw bytes kept for forensics), counted in `stats().quarantined`, logged at warn
+//!   level without its content, and skipped; the rest of the queue keeps working. Damage to
+//!   sled's own log is detected by sled's checksums; sled then stops recovery at the damaged
+//!   message, which is reported as [`QueueError::Corrupt`] or loses the tail after it.
+//! - **full** (configured `max_records`/`max_bytes`, or the disk returns ENOSPC): appends fail
+//!   with [`QueueError::Full`]; sources do not acknowledge, so devices and brokers keep the
+//!   readings. Nothing already queued is dropped. `stats().full` shows why. The condition clears
+//!   by itself: limits are checked per commit, and after an I/O error the engine reopens sled on
+//!   the next commit attempt, so appends succeed again once acks or freed space allow.
+//!
+//! ## Memory
+//! sled's page cache is capped by `cache_bytes` (default 4 MiB). The engine keeps in memory
+//! only the retry deadlines of nacked records.
+
+mod commit;
+pub mod config;
+mod lock;
+pub mod record;
+mod sled_queue;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+
+pub use config::{QueueConfig, RawQueueConfig};
+pub use sled_queue::{Entry, SledQueue};
+
+/// Position of a record in the queue: strictly increasing in commit order, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordId(pub u64);
+
+impl std::fmt::Display for RecordId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A record waiting for upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRecord {
+    pub id: RecordId,
+    pub payload: Vec<u8>,
+    /// How many upload attempts failed (`nack` count).
+    pub attempts: u32,
+    /// Wall-clock time of the append (for display and age only).
+    pub enqueued_at: SystemTime,
+    /// Wall-clock time of the last nack plus its delay (informational; scheduling itself uses
+    /// the monotonic clock, see the module doc).
+    pub next_attempt_at: Option<SystemTime>,
+}
+
+/// A record the server refused permanently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: RecordId,
+    pub payload: Vec<u8>,
+    /// The server's reason, e.g. its OperationOutcome JSON.
+    pub reason: String,
+    pub attempts: u32,
+    pub enqueued_at: SystemTime,
+    pub dead_at: SystemTime,
+}
+
+/// Why the queue refuses new records right now (temporary).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullReason {
+    /// `max_records` reached.
+    Records { limit: u64 },
+    /// `max_bytes` of stored records reached.
+    Bytes { limit: u64 },
+    /// The file system returned ENOSPC (or another write error).
+    Disk(String),
+}
+
+impl std::fmt::Display for FullReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FullReason::Records { limit } => write!(f, "record limit of {limit} reached"),
+            FullReason::Bytes { limit } => write!(f, "byte limit of {limit} reached"),
+            FullReason::Disk(msg) => write!(f, "storage refused writes: {msg}"),
+        }
+    }
+}
+
+/// What the queue holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct QueueStats {
+    /// Records waiting for upload (ready and delayed).
+    pub depth: u64,
+    /// Of those, records delayed by a nack whose retry time has not come.
+    pub delayed: u64,
+    /// Bytes of stored records (header + payload) waiting for upload.
+    pub bytes: u64,
+    /// Age of the oldest waiting record (wall clock; `None` when empty).
+    pub oldest_age: Option<Duration>,
+    /// Size of the queue's files on disk.
+    pub bytes_on_disk: u64,
+    pub dead_letters: u64,
+    pub dead_letter_bytes: u64,
+    /// Records that failed their checksum and were set aside.
+    pub quarantined: u64,
+    /// Next id to be assigned.
+    pub next_id: u64,
+    /// Why appends are refused right now, if they are.
+    pub full: Option<String>,
+}
+
+/// Errors of the queue boundary.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    /// Temporary: a limit was reached or the disk is full. Do not acknowledge; retry later.
+    #[error("queue full: {0}")]
+    Full(FullReason),
+    /// Permanent for this payload: larger than `max_record_bytes`.
+    #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    /// Another process (normally the daemon) holds the data directory.
+    #[error("data directory {path} is in use by another process (is the daemon running?)")]
+    Locked { path: String },
+    #[error("I/O error: {0}")]
+    Io(String),
+    /// Stored data failed a checksum or could not be decoded.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    #[error("no record with id {0}")]
+    NotFound(RecordId),
+    /// The queue was closed (shutdown).
+    #[error("queue is closed")]
+    Closed,
+}
+
+impl QueueError {
+    /// True when retrying the same operation later may succeed.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, QueueError::Full(_) | QueueError::Io(_))
+    }
+}
+
+impl From<QueueError> for crate::sources::IngestError {
+    fn from(err: QueueError) -> Self {
+        use crate::sources::IngestError;
+        match err {
+            QueueError::Full(reason) => IngestError::QueueFull(reason.to_string()),
+            QueueError::TooLarge { .. } => IngestError::Rejected(err.to_string()),
+            QueueError::Closed => IngestError::ShuttingDown,
+            other => IngestError::Storage(other.to_string()),
+        }
+    }
+}
+
+/// The durable queue contract (see the module doc for the guarantees).
+///
+/// Only `append` is async (it waits for the group commit's fsync). The other operations are
+/// short sled operations; `dead_letter`, `requeue_dead` and `purge_dead` also wait for an
+/// fdatasync, so call them from a blocking-tolerant context when latency matters.
+pub trait DurableQueue: Send + Sync {
+    /// Stores payloads; resolves with their ids (in order) once they are durable.
+    /// All-or-nothing: on error none of them is stored.
+    fn append(&self, payloads: Vec<Vec<u8>>) -> BoxFuture<'_, Result<Vec<RecordId>, QueueError>>;
+    /// Up to `max` ready records in id order (delayed records are skipped).
+    fn peek(&self, max: usize) -> Result<Vec<QueuedRecord>, QueueError>;
+    /// Removes records the server confirmed. Unknown ids are ignored (acks are idempotent).
+    fn ack(&self, ids: &[RecordId]) -> Result<(), QueueError>;
+    /// An upload attempt failed temporarily: count it and hide the record for `retry_after`.
+    fn nack(&self, id: RecordId, retry_after: Duration) -> Result<(), QueueError>;
+    /// Moves a record to the dead letters with the server's reason.
+    fn dead_letter(&self, id: RecordId, reason: String) -> Result<(), QueueError>;
+    /// Moves one dead letter (or all, with `None`) back to the queue, keeping its id and order,
+    /// with the attempt count reset. Returns how many were moved.
+    fn requeue_dead(&self, id: Option<RecordId>) -> Result<u64, QueueError>;
+    /// Deletes every dead letter. Returns how many were deleted.
+    fn purge_dead(&self) -> Result<u64, QueueError>;
+    /// Up to `max` dead letters in id order.
+    fn list_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
+    fn stats(&self) -> Result<QueueStats, QueueError>;
+}

@@ -71,3 +71,9 @@ impl ReadingSink {
         result.await.unwrap_or(Err(IngestError::ShuttingDown))
     }
 }
+
+pub mod backoff;
+pub mod mqtt;
+pub mod serial;
+#[cfg(test)]
+pub(crate) mod test_sink;

@@ -1,0 +1,528 @@
+//! `SledQueue`: the [`DurableQueue`] engine on sled.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::commit::{self, Pending, Request, Shared};
+use super::lock::DirLock;
+use super::record::{Stored, StoredDead, from_ms, to_ms};
+use super::store::{DEAD, QUARANTINE, READY, Store, from_sled, id_of, key};
+use super::{
+    DeadLetter, DurableQueue, QueueConfig, QueueError, QueueStats, QueuedRecord, RecordId,
+};
+
+/// Any stored entry, for `queue show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Waiting(QueuedRecord),
+    Dead(DeadLetter),
+    /// Raw bytes of a record that failed its checksum.
+    Quarantined(Vec<u8>),
+}
+
+/// The durable queue on sled (see the module doc for layout and guarantees).
+pub struct SledQueue {
+    shared: Arc<Shared>,
+    committer: Option<JoinHandle<()>>,
+    dir: PathBuf,
+    // Declared last: released only after sled is closed.
+    _lock: DirLock,
+}
+
+impl std::fmt::Debug for SledQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledQueue").field("dir", &self.dir).finish()
+    }
+}
+
+impl SledQueue {
+    /// Opens (or creates) the queue in `dir`, taking its exclusive lock.
+    pub fn open(dir: &Path, cfg: &QueueConfig) -> Result<Self, QueueError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
+        let lock = DirLock::acquire(dir)?;
+        let store = Store::open(&dir.join("queue"), cfg.cache_bytes)?;
+        let shared = Arc::new(Shared {
+            cfg: cfg.clone(),
+            store: Mutex::new(store),
+            pending: Mutex::new(Pending::default()),
+            wake: parking_lot::Condvar::new(),
+            commits: Default::default(),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
+            .name("queue-commit".into())
+            .spawn(move || commit::run(thread_shared))
+            .map_err(|e| QueueError::Io(format!("start commit thread: {e}")))?;
+        Ok(Self {
+            shared,
+            committer: Some(committer),
+            dir: dir.to_owned(),
+            _lock: lock,
+        })
+    }
+
+    /// Queues the payloads for the next group commit; the receiver resolves once durable.
+    fn submit(
+        &self,
+        payloads: Vec<Vec<u8>>,
+    ) -> Result<oneshot::Receiver<Result<Vec<RecordId>, QueueError>>, QueueError> {
+        let limit = self.shared.cfg.max_record_bytes;
+        if let Some(p) = payloads.iter().find(|p| p.len() > limit) {
+            return Err(QueueError::TooLarge {
+                size: p.len(),
+                limit,
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        let mut pending = self.shared.pending.lock();
+        if pending.shutdown {
+            return Err(QueueError::Closed);
+        }
+        pending.requests.push(Request { payloads, reply });
+        drop(pending);
+        self.shared.wake.notify_one();
+        Ok(rx)
+    }
+
+    /// `append` for callers without an async runtime (CLI, benchmark, tests). Must not be
+    /// called from inside an async task.
+    pub fn append_blocking(&self, payloads: Vec<Vec<u8>>) -> Result<Vec<RecordId>, QueueError> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(payloads)?
+            .blocking_recv()
+            .unwrap_or(Err(QueueError::Closed))
+    }
+
+    /// How many group commits (durable flushes of appends) ran since open.
+    pub fn commits(&self) -> u64 {
+        self.shared
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Waiting records (ready and delayed) with id ≥ `from`, in order.
+    pub fn list_waiting(
+        &self,
+        from: RecordId,
+        max: usize,
+    ) -> Result<Vec<QueuedRecord>, QueueError> {
+        self.scan_ready(from, max, None)
+    }
+
+    /// Quarantined entries (id, raw bytes) in order.
+    pub fn list_quarantined(&self, max: usize) -> Result<Vec<(RecordId, Vec<u8>)>, QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let mut out = Vec::new();
+        for item in store.db()?.scan_prefix([QUARANTINE]).take(max) {
+            let (k, v) = item.map_err(from_sled)?;
+            if let Some(id) = id_of(&k) {
+                out.push((RecordId(id), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One entry by id, whatever its state.
+    pub fn get(&self, id: RecordId) -> Result<Entry, QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let db = store.db()?;
+        if let Some(raw) = db.get(key(READY, id.0)).map_err(from_sled)? {
+            return match Stored::decode(id.0, &raw) {
+                Ok(rec) => Ok(Entry::Waiting(waiting(id.0, rec))),
+                Err(e) => {
+                    store.quarantine(READY, id.0, &raw, &e.to_string());
+                    Ok(Entry::Quarantined(raw.to_vec()))
+                }
+            };
+        }
+        if let Some(raw) = db.get(key(DEAD, id.0)).map_err(from_sled)? {
+            return match StoredDead::decode(id.0, &raw) {
+                Ok(rec) => Ok(Entry::Dead(dead(id.0, rec))),
+                Err(e) => {
+                    store.quarantine(DEAD, id.0, &raw, &e.to_string());
+                    Ok(Entry::Quarantined(raw.to_vec()))
+                }
+            };
+        }
+        if let Some(raw) = db.get(key(QUARANTINE, id.0)).map_err(from_sled)? {
+            return Ok(Entry::Quarantined(raw.to_vec()));
+        }
+        Err(QueueError::NotFound(id))
+    }
+
+    /// Flushes, stops the commit thread and closes sled (also done on drop).
+    pub fn close(mut self) -> Result<(), QueueError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), QueueError> {
+        self.shared.pending.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        if let Some(handle) = self.committer.take() {
+            let _ = handle.join();
+        }
+        self.shared.store.lock().close()
+    }
+
+    /// Ready records from `from` on; with `now`, records delayed past `now` are skipped.
+    fn scan_ready(
+        &self,
+        from: RecordId,
+        max: usize,
+        now: Option<Instant>,
+    ) -> Result<Vec<QueuedRecord>, QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        let (opened_instant, opened_ms) = store.opened_at;
+        let iter = store.db()?.range(key(READY, from.0)..key(READY + 1, 0));
+        for item in iter {
+            if out.len() >= max {
+                break;
+            }
+            let (k, raw) = item.map_err(from_sled)?;
+            let Some(id) = id_of(&k) else { continue };
+            if let (Some(now), Some(due)) = (now, store.delays.get(&id))
+                && *due > now
+            {
+                continue;
+            }
+            let rec = match Stored::decode(id, &raw) {
+                Ok(rec) => rec,
+                Err(e) => {
+                    bad.push((id, raw.to_vec(), e.to_string()));
+                    continue;
+                }
+            };
+            if rec.nacked_ms != 0 && !store.delays.contains_key(&id) {
+                // Nacked before this open: remaining delay from the wall clock, clamped.
+                let due_ms = rec.nacked_ms.saturating_add(u64::from(rec.retry_ms));
+                let left = due_ms
+                    .saturating_sub(opened_ms)
+                    .min(u64::from(rec.retry_ms));
+                let due = opened_instant + Duration::from_millis(left);
+                store.delays.insert(id, due);
+                if now.is_some_and(|now| due > now) {
+                    continue;
+                }
+            }
+            out.push(waiting(id, rec));
+        }
+        for (id, raw, why) in bad {
+            store.quarantine(READY, id, &raw, &why);
+        }
+        Ok(out)
+    }
+
+    fn after_removal(store: &mut Store) {
+        if matches!(
+            store.refusal,
+            Some(super::FullReason::Records { .. } | super::FullReason::Bytes { .. })
+        ) {
+            store.refusal = None;
+        }
+    }
+}
+
+impl Drop for SledQueue {
+    fn drop(&mut self) {
+        if self.committer.is_some()
+            && let Err(e) = self.shutdown()
+        {
+            tracing::warn!(error = %e, "queue close failed");
+        }
+    }
+}
+
+fn waiting(id: u64, rec: Stored) -> QueuedRecord {
+    QueuedRecord {
+        id: RecordId(id),
+        attempts: rec.attempts,
+        enqueued_at: from_ms(rec.enqueued_ms),
+        next_attempt_at: (rec.nacked_ms != 0)
+            .then(|| from_ms(rec.nacked_ms.saturating_add(u64::from(rec.retry_ms)))),
+        payload: rec.payload,
+    }
+}
+
+fn dead(id: u64, rec: StoredDead) -> DeadLetter {
+    DeadLetter {
+        id: RecordId(id),
+        payload: rec.payload,
+        reason: rec.reason,
+        attempts: rec.attempts,
+        enqueued_at: from_ms(rec.enqueued_ms),
+        dead_at: from_ms(rec.dead_ms),
+    }
+}
+
+impl DurableQueue for SledQueue {
+    fn append(&self, payloads: Vec<Vec<u8>>) -> BoxFuture<'_, Result<Vec<RecordId>, QueueError>> {
+        let submitted = if payloads.is_empty() {
+            None
+        } else {
+            Some(self.submit(payloads))
+        };
+        Box::pin(async move {
+            match submitted {
+                None => Ok(Vec::new()),
+                Some(Err(e)) => Err(e),
+                Some(Ok(rx)) => rx.await.unwrap_or(Err(QueueError::Closed)),
+            }
+        })
+    }
+
+    fn peek(&self, max: usize) -> Result<Vec<QueuedRecord>, QueueError> {
+        self.scan_ready(RecordId(0), max, Some(Instant::now()))
+    }
+
+    fn ack(&self, ids: &[RecordId]) -> Result<(), QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let mut batch = sled::Batch::default();
+        let mut c = store.counters;
+        let mut seen = std::collections::HashSet::new();
+        for id in ids {
+            if !seen.insert(id.0) {
+                continue;
+            }
+            if let Some(raw) = store.db()?.get(key(READY, id.0)).map_err(from_sled)? {
+                batch.remove(&key(READY, id.0));
+                c.ready = c.ready.saturating_sub(1);
+                c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
+            }
+        }
+        if c == store.counters {
+            return Ok(());
+        }
+        store.apply(batch, c)?;
+        for id in ids {
+            store.delays.remove(&id.0);
+        }
+        Self::after_removal(&mut store);
+        Ok(())
+    }
+
+    fn nack(&self, id: RecordId, retry_after: Duration) -> Result<(), QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let raw = store
+            .db()?
+            .get(key(READY, id.0))
+            .map_err(from_sled)?
+            .ok_or(QueueError::NotFound(id))?;
+        let mut rec = match Stored::decode(id.0, &raw) {
+            Ok(rec) => rec,
+            Err(e) => {
+                store.quarantine(READY, id.0, &raw, &e.to_string());
+                return Err(QueueError::Corrupt(format!("record {id}: {e}")));
+            }
+        };
+        rec.attempts = rec.attempts.saturating_add(1);
+        rec.nacked_ms = to_ms(SystemTime::now()).max(1);
+        rec.retry_ms = u32::try_from(retry_after.as_millis()).unwrap_or(u32::MAX);
+        let mut batch = sled::Batch::default();
+        batch.insert(&key(READY, id.0), rec.encode(id.0));
+        let c = store.counters;
+        store.apply(batch, c)?;
+        let due = Instant::now()
+            .checked_add(retry_after)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(u64::from(u32::MAX)));
+        store.delays.insert(id.0, due);
+        Ok(())
+    }
+
+    fn dead_letter(&self, id: RecordId, reason: String) -> Result<(), QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let raw = store
+            .db()?
+            .get(key(READY, id.0))
+            .map_err(from_sled)?
+            .ok_or(QueueError::NotFound(id))?;
+        let rec = match Stored::decode(id.0, &raw) {
+            Ok(rec) => rec,
+            Err(e) => {
+                store.quarantine(READY, id.0, &raw, &e.to_string());
+                return Err(QueueError::Corrupt(format!("record {id}: {e}")));
+            }
+        };
+        let dead = StoredDead {
+            attempts: rec.attempts,
+            enqueued_ms: rec.enqueued_ms,
+            dead_ms: to_ms(SystemTime::now()),
+            reason,
+            payload: rec.payload,
+        }
+        .encode(id.0);
+        let mut c = store.counters;
+        c.ready = c.ready.saturating_sub(1);
+        c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
+        c.dead += 1;
+        c.dead_bytes += dead.len() as u64;
+        let mut batch = sled::Batch::default();
+        batch.remove(&key(READY, id.0));
+        batch.insert(&key(DEAD, id.0), dead);
+        store.apply(batch, c)?;
+        store.delays.remove(&id.0);
+        store.durable_flush()
+    }
+
+    fn requeue_dead(&self, id: Option<RecordId>) -> Result<u64, QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let entries: Vec<(u64, sled::IVec)> = match id {
+            Some(id) => {
+                let raw = store
+                    .db()?
+                    .get(key(DEAD, id.0))
+                    .map_err(from_sled)?
+                    .ok_or(QueueError::NotFound(id))?;
+                vec![(id.0, raw)]
+            }
+            None => {
+                let mut all = Vec::new();
+                for item in store.db()?.scan_prefix([DEAD]) {
+                    let (k, v) = item.map_err(from_sled)?;
+                    if let Some(id) = id_of(&k) {
+                        all.push((id, v));
+                    }
+                }
+                all
+            }
+        };
+        let mut batch = sled::Batch::default();
+        let mut c = store.counters;
+        let mut moved = 0;
+        for (id, raw) in entries {
+            let dead = match StoredDead::decode(id, &raw) {
+                Ok(d) => d,
+                Err(e) => {
+                    store.quarantine(DEAD, id, &raw, &e.to_string());
+                    c = store.counters;
+                    continue;
+                }
+            };
+            let rec = Stored {
+                attempts: 0,
+                enqueued_ms: dead.enqueued_ms,
+                nacked_ms: 0,
+                retry_ms: 0,
+                payload: dead.payload,
+            }
+            .encode(id);
+            c.dead = c.dead.saturating_sub(1);
+            c.dead_bytes = c.dead_bytes.saturating_sub(raw.len() as u64);
+            c.ready += 1;
+            c.ready_bytes += rec.len() as u64;
+            batch.remove(&key(DEAD, id));
+            batch.insert(&key(READY, id), rec);
+            moved += 1;
+        }
+        if moved > 0 {
+            store.apply(batch, c)?;
+            store.durable_flush()?;
+        }
+        Ok(moved)
+    }
+
+    fn purge_dead(&self) -> Result<u64, QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let mut batch = sled::Batch::default();
+        let mut c = store.counters;
+        let mut purged = 0;
+        for item in store.db()?.scan_prefix([DEAD]) {
+            let (k, _) = item.map_err(from_sled)?;
+            batch.remove(k);
+            purged += 1;
+        }
+        if purged == 0 {
+            return Ok(0);
+        }
+        c.dead = 0;
+        c.dead_bytes = 0;
+        store.apply(batch, c)?;
+        store.durable_flush()?;
+        Self::after_removal(&mut store);
+        Ok(purged)
+    }
+
+    fn list_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        let mut out = Vec::new();
+        let mut bad = Vec::new();
+        for item in store.db()?.scan_prefix([DEAD]) {
+            if out.len() >= max {
+                break;
+            }
+            let (k, raw) = item.map_err(from_sled)?;
+            let Some(id) = id_of(&k) else { continue };
+            match StoredDead::decode(id, &raw) {
+                Ok(rec) => out.push(dead(id, rec)),
+                Err(e) => bad.push((id, raw.to_vec(), e.to_string())),
+            }
+        }
+        for (id, raw, why) in bad {
+            store.quarantine(DEAD, id, &raw, &why);
+        }
+        Ok(out)
+    }
+
+    fn stats(&self) -> Result<QueueStats, QueueError> {
+        let mut store = self.shared.store.lock();
+        // A broken store still answers from its counters; the error shows in `full`.
+        let _ = store.ensure_open();
+        let c = store.counters;
+        let oldest_age = match store.first_id(READY) {
+            Ok(Some(id)) => store
+                .db()?
+                .get(key(READY, id.0))
+                .ok()
+                .flatten()
+                .and_then(|raw| Stored::decode(id.0, &raw).ok())
+                .map(|rec| {
+                    SystemTime::now()
+                        .duration_since(from_ms(rec.enqueued_ms))
+                        .unwrap_or_default()
+                }),
+            _ => None,
+        };
+        let now = Instant::now();
+        let full = store
+            .refusal
+            .as_ref()
+            .map(|r| r.to_string())
+            .or_else(|| store.broken.as_ref().map(|e| e.to_string()));
+        Ok(QueueStats {
+            depth: c.ready,
+            delayed: store.delays.values().filter(|due| **due > now).count() as u64,
+            bytes: c.ready_bytes,
+            oldest_age,
+            bytes_on_disk: store.bytes_on_disk(),
+            dead_letters: c.dead,
+            dead_letter_bytes: c.dead_bytes,
+            quarantined: c.quarantined,
+            next_id: c.next_id,
+            full,
+        })
+    }
+}

@@ -1,0 +1,374 @@
+//! sled handles, the key layout, the exact counters and the real-durability flush.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use super::record::to_ms;
+use super::{FullReason, QueueError, RecordId};
+
+pub(super) const READY: u8 = b'R';
+pub(super) const DEAD: u8 = b'D';
+pub(super) const QUARANTINE: u8 = b'Q';
+const COUNTERS_KEY: &[u8] = b"Mcounters";
+
+/// Key of a record: state prefix + big-endian id, so key order is queue order.
+pub(super) fn key(prefix: u8, id: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Id of a record key (None for a key of unexpected length).
+pub(super) fn id_of(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    (key.len() == 9).then(|| u64::from_be_bytes(bytes))
+}
+
+/// Exact counts, stored in the same sled batch as every change they describe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counters {
+    pub next_id: u64,
+    pub ready: u64,
+    pub ready_bytes: u64,
+    pub dead: u64,
+    pub dead_bytes: u64,
+    pub quarantined: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            next_id: 1,
+            ready: 0,
+            ready_bytes: 0,
+            dead: 0,
+            dead_bytes: 0,
+            quarantined: 0,
+        }
+    }
+}
+
+impl Counters {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(52);
+        for v in [
+            self.next_id,
+            self.ready,
+            self.ready_bytes,
+            self.dead,
+            self.dead_bytes,
+            self.quarantined,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 52 {
+            return None;
+        }
+        let (body, crc) = bytes.split_at(48);
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return None;
+        }
+        let v: Vec<u64> = body
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect();
+        Some(Self {
+            next_id: v[0],
+            ready: v[1],
+            ready_bytes: v[2],
+            dead: v[3],
+            dead_bytes: v[4],
+            quarantined: v[5],
+        })
+    }
+}
+
+/// Maps a sled error to the queue's: ENOSPC (and EDQUOT) mean "full", temporarily.
+pub(super) fn from_sled(err: sled::Error) -> QueueError {
+    match err {
+        sled::Error::Io(io) => from_io("storage", &io),
+        sled::Error::Corruption { .. } => QueueError::Corrupt(err.to_string()),
+        other => QueueError::Io(other.to_string()),
+    }
+}
+
+pub(super) fn from_io(what: &str, io: &std::io::Error) -> QueueError {
+    // sled re-wraps some OS errors, keeping the kind but not the errno.
+    let full = matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || matches!(
+            io.kind(),
+            std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+        );
+    if full {
+        QueueError::Full(FullReason::Disk(format!("{what}: {io}")))
+    } else {
+        QueueError::Io(format!("{what}: {io}"))
+    }
+}
+
+/// The open sled database and the engine state that must change with it.
+pub(super) struct Store {
+    path: PathBuf,
+    cache_bytes: u64,
+    db: Option<sled::Db>,
+    /// sled's log file, opened separately so that it can be fdatasync'ed.
+    log: Option<File>,
+    synced_blobs: HashSet<OsString>,
+    pub counters: Counters,
+    /// Set after a storage error: sled poisons itself, so the next operation reopens it.
+    pub broken: Option<QueueError>,
+    /// Changes (acks, nacks) not yet flushed.
+    pub dirty: bool,
+    /// Why the last append was refused; cleared by a successful commit or freed space.
+    pub refusal: Option<FullReason>,
+    /// Monotonic retry deadlines of nacked records (see the module doc).
+    pub delays: HashMap<u64, Instant>,
+    /// Monotonic and wall-clock time at open, to turn stored nack times into deadlines.
+    pub opened_at: (Instant, u64),
+}
+
+impl Store {
+    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, QueueError> {
+        let mut store = Self {
+            path: path.to_owned(),
+            cache_bytes,
+            db: None,
+            log: None,
+            synced_blobs: HashSet::new(),
+            counters: Counters::default(),
+            broken: None,
+            dirty: false,
+            refusal: None,
+            delays: HashMap::new(),
+            opened_at: (Instant::now(), to_ms(SystemTime::now())),
+        };
+        store.open_db()?;
+        Ok(store)
+    }
+
+    fn open_db(&mut self) -> Result<(), QueueError> {
+        std::fs::create_dir_all(&self.path)
+            .map_err(|e| from_io(&format!("create {}", self.path.display()), &e))?;
+        let db = sled::Config::new()
+            .path(&self.path)
+            .cache_capacity(self.cache_bytes)
+            // No background flusher: the engine flushes (and fdatasyncs) itself, see commit.rs.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    QueueError::Locked {
+                        path: self.path.display().to_string(),
+                    }
+                }
+                other => from_sled(other),
+            })?;
+        let log =
+            File::open(self.path.join("db")).map_err(|e| from_io("open sled log for fsync", &e))?;
+        // The directory entries of sled's files must be durable too (first open).
+        for dir in [
+            self.path.as_path(),
+            self.path.parent().unwrap_or(&self.path),
+        ] {
+            if let Ok(d) = File::open(dir) {
+                d.sync_all()
+                    .map_err(|e| from_io("fsync data directory", &e))?;
+            }
+        }
+        let counters = match db.get(COUNTERS_KEY).map_err(from_sled)? {
+            None => Counters::default(),
+            Some(raw) => match Counters::decode(&raw) {
+                Some(c) => c,
+                None => {
+                    tracing::warn!("queue counters failed their checksum; recounting");
+                    recount(&db)?
+                }
+            },
+        };
+        self.counters = counters;
+        self.db = Some(db);
+        self.log = Some(log);
+        self.synced_blobs.clear();
+        self.broken = None;
+        Ok(())
+    }
+
+    /// Reopens sled if a storage error poisoned it.
+    pub fn ensure_open(&mut self) -> Result<(), QueueError> {
+        if self.broken.is_none() && self.db.is_some() {
+            return Ok(());
+        }
+        // Dropping the old handle lets sled release its file lock before reopening.
+        self.db = None;
+        self.log = None;
+        self.open_db()
+            .inspect_err(|e| self.broken = Some(e.clone()))?;
+        tracing::info!("queue storage reopened after an error");
+        Ok(())
+    }
+
+    pub fn db(&self) -> Result<&sled::Db, QueueError> {
+        self.db.as_ref().ok_or(QueueError::Closed)
+    }
+
+    /// Applies `batch` and the new counters atomically.
+    pub fn apply(&mut self, mut batch: sled::Batch, counters: Counters) -> Result<(), QueueError> {
+        batch.insert(COUNTERS_KEY, counters.encode());
+        let result = self.db()?.apply_batch(batch).map_err(from_sled);
+        match result {
+            Ok(()) => {
+                self.counters = counters;
+                self.dirty = true;
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Records a storage error (so the next operation reopens sled) and returns it.
+    pub fn fail(&mut self, err: QueueError) -> QueueError {
+        if let QueueError::Full(reason) = &err {
+            self.refusal = Some(reason.clone());
+        }
+        tracing::warn!(error = %err, "queue storage error");
+        self.broken = Some(err.clone());
+        err
+    }
+
+    /// Everything written so far reaches the storage device: sled's flush (write +
+    /// sync_file_range), then fdatasync of the log and of any new blob file.
+    pub fn durable_flush(&mut self) -> Result<(), QueueError> {
+        let result = self.flush_and_sync();
+        result.map_err(|e| self.fail(e))
+    }
+
+    fn flush_and_sync(&mut self) -> Result<(), QueueError> {
+        self.db()?.flush().map_err(from_sled)?;
+        let log = self.log.as_ref().ok_or(QueueError::Closed)?;
+        log.sync_data()
+            .map_err(|e| from_io("fdatasync sled log", &e))?;
+        self.sync_new_blobs()?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn sync_new_blobs(&mut self) -> Result<(), QueueError> {
+        let dir = self.path.join("blobs");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut any = false;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if self.synced_blobs.contains(&name) {
+                continue;
+            }
+            if let Ok(f) = File::open(entry.path()) {
+                f.sync_data()
+                    .map_err(|e| from_io("fdatasync sled blob", &e))?;
+            }
+            self.synced_blobs.insert(name);
+            any = true;
+        }
+        if any {
+            File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| from_io("fsync sled blob directory", &e))?;
+        }
+        Ok(())
+    }
+
+    /// Bytes of every file under the sled directory.
+    pub fn bytes_on_disk(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(p) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.path)
+    }
+
+    /// Moves a record that failed decoding to the quarantine range (raw bytes kept).
+    pub fn quarantine(&mut self, prefix: u8, id: u64, raw: &[u8], why: &str) {
+        tracing::warn!(id, state = %(prefix as char), why, "queue record quarantined");
+        let mut batch = sled::Batch::default();
+        batch.remove(&key(prefix, id));
+        batch.insert(&key(QUARANTINE, id), raw);
+        let mut c = self.counters;
+        let len = raw.len() as u64;
+        if prefix == READY {
+            c.ready = c.ready.saturating_sub(1);
+            c.ready_bytes = c.ready_bytes.saturating_sub(len);
+        } else {
+            c.dead = c.dead.saturating_sub(1);
+            c.dead_bytes = c.dead_bytes.saturating_sub(len);
+        }
+        c.quarantined += 1;
+        self.delays.remove(&id);
+        // Best effort: if this fails the record is simply met (and quarantined) again later.
+        let _ = self.apply(batch, c);
+    }
+
+    pub fn first_id(&self, prefix: u8) -> Result<Option<RecordId>, QueueError> {
+        let hit = self
+            .db()?
+            .scan_prefix([prefix])
+            .next()
+            .transpose()
+            .map_err(from_sled)?;
+        Ok(hit.and_then(|(k, _)| id_of(&k)).map(RecordId))
+    }
+
+    /// Flushes and closes (for shutdown).
+    pub fn close(&mut self) -> Result<(), QueueError> {
+        let result = if self.db.is_some() && self.broken.is_none() {
+            self.flush_and_sync()
+        } else {
+            Ok(())
+        };
+        self.db = None;
+        self.log = None;
+        result
+    }
+}
+
+/// Rebuilds the counters by scanning (only when the stored ones are damaged).
+fn recount(db: &sled::Db) -> Result<Counters, QueueError> {
+    let mut c = Counters::default();
+    for item in db.iter() {
+        let (k, v) = item.map_err(from_sled)?;
+        let Some(id) = id_of(&k) else { continue };
+        c.next_id = c.next_id.max(id + 1);
+        match k[0] {
+            READY => {
+                c.ready += 1;
+                c.ready_bytes += v.len() as u64;
+            }
+            DEAD => {
+                c.dead += 1;
+                c.dead_bytes += v.len() as u64;
+            }
+            QUARANTINE => c.quarantined += 1,
+            _ => {}
+        }
+    }
+    Ok(c)
+}

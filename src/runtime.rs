@@ -1,1 +1,0 @@
-//! Runtime: builds components from Config, spawns every task, shutdown, watchdog.

@@ -1,0 +1,87 @@
+//! Explicit, named shutdown: one [`ShutdownTrigger`] (held by the runtime, fired on
+//! SIGTERM/SIGINT or when a run ends) and any number of [`Shutdown`] listeners (one per task).
+
+use tokio::sync::watch;
+
+/// Fires shutdown for every listener. Dropping it also counts as firing.
+#[derive(Debug)]
+pub struct ShutdownTrigger {
+    tx: watch::Sender<bool>,
+}
+
+/// A task's view of shutdown. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+/// A new trigger and its first listener.
+pub fn shutdown_pair() -> (ShutdownTrigger, Shutdown) {
+    let (tx, rx) = watch::channel(false);
+    (ShutdownTrigger { tx }, Shutdown { rx })
+}
+
+impl ShutdownTrigger {
+    pub fn trigger(&self) {
+        self.tx.send_replace(true);
+    }
+
+    pub fn listener(&self) -> Shutdown {
+        Shutdown {
+            rx: self.tx.subscribe(),
+        }
+    }
+}
+
+impl Shutdown {
+    /// True once shutdown was requested.
+    pub fn is_requested(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves when shutdown is requested (immediately if it already was).
+    pub async fn requested(&mut self) {
+        // An error means the trigger was dropped: treat as shutdown.
+        let _ = self.rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Owned variant of [`Shutdown::requested`], for `select!` arms and spawned futures.
+    pub async fn wait(mut self) {
+        self.requested().await
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn termination_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listeners_see_the_trigger() {
+        let (trigger, mut first) = shutdown_pair();
+        let second = trigger.listener();
+        assert!(!first.is_requested());
+        let waiter = tokio::spawn(second.wait());
+        trigger.trigger();
+        first.requested().await;
+        assert!(first.is_requested());
+        waiter.await.expect("waiter finished");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_trigger_counts_as_shutdown() {
+        let (trigger, mut listener) = shutdown_pair();
+        drop(trigger);
+        listener.requested().await;
+    }
+}
