@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use vectorcare_hal::ble::btleplug::BtleplugCentral;
 use vectorcare_hal::ble::{
-    Advertisement, BleCentral, BleError, CentralEvent, ScanFilter, short_uuid,
+    AdapterState, Advertisement, BleCentral, BleError, CentralEvent, ScanFilter, short_uuid,
 };
 
 use crate::exit;
@@ -142,6 +142,15 @@ pub fn execute(args: Args) -> super::Outcome {
         .map_err(|e| super::Failure::new(exit::SOFTWARE, format!("cannot start runtime: {e}")))?;
     let result = runtime.block_on(async {
         let central = BtleplugCentral::open(args.adapter.as_deref()).await?;
+        match central.adapter_state().await? {
+            AdapterState::PoweredOn => {}
+            AdapterState::PoweredOff => return Err(BleError::NotReady),
+            AdapterState::Unavailable => {
+                return Err(BleError::AdapterUnavailable(
+                    "no such Bluetooth adapter (see `bluetoothctl list`)".into(),
+                ));
+            }
+        }
         scan(&central, Duration::from_secs(args.seconds), args.all).await
     });
     // Every scan failure means the adapter or BlueZ is not usable right now.

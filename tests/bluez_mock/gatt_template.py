@@ -9,14 +9,18 @@ Primary), GattCharacteristic1 (UUID, Flags, Value, Notifying) and GattDescriptor
 object paths service%04x/char%04x/desc%04x like bluetoothd's.
 
 Tests play the device through the org.bluez.Mock interface on '/':
-  AddAdapter(name, address) -> path          SetPowered(adapter, on)
+  AddAdapter(name, address) -> path          SetPowered(adapter, on)  (off = rfkill-blocked)
   AddDevice(adapter, address, name, uuids, rssi) -> path
   AddService(device, uuid) -> path           AddCharacteristic(service, uuid, flags, value) -> path
   PushValue(char, value)      a notification/indication; kept until the central subscribes
+  Advertise(device)           one more advertisement (RSSI update) while discovering
   DropLink(device)            the link is lost (Connected and ServicesResolved go false)
   FailNext(path, method, error_name, message)   the next call of `method` on `path` fails
   SetStoredRecords(measurement_char, racp_char, records)   a Glucose-style RACP record store
   StoredSequences(racp_char) -> aq           ConnectCount(device) -> u   Writes(char) -> aay
+  RequirePairing(device, passkey)  subscribing pairs first, asking the default Agent1 for the
+                                   passkey (-1: Just Works)      PairingLog(device) -> as
+  Agents() -> as                   registered agents ("path capability")
 '''
 
 from xml.etree import ElementTree
@@ -60,6 +64,22 @@ _introspect_interfaces_first.__dict__.update(_ORIGINAL_INTROSPECT.__dict__)
 mockobject.DBusMockObject.Introspect = _introspect_interfaces_first
 
 
+# bluez-async powers the adapter on before every discovery (Set Powered true). A test's
+# "adapter off" models rfkill: such a Set fails with org.bluez.Error.Blocked until SetPowered.
+_ORIGINAL_SET = mockobject.DBusMockObject.Set
+
+
+def _set_unless_blocked(self, interface_name, property_name, value, *args, **kwargs):
+    if (interface_name == ADAPTER_IFACE and property_name == 'Powered' and bool(value)
+            and getattr(self, 'blocked', False)):
+        raise _error('org.bluez.Error.Blocked', 'Blocked through rfkill')
+    return _ORIGINAL_SET(self, interface_name, property_name, value, *args, **kwargs)
+
+
+_set_unless_blocked.__dict__.update(_ORIGINAL_SET.__dict__)
+mockobject.DBusMockObject.Set = _set_unless_blocked
+
+
 def _error(name, message):
     return dbus.exceptions.DBusException(message, name=name)
 
@@ -96,6 +116,40 @@ def _children(prefix, suffix_start):
     return [p for p in sorted(mockobject.objects)
             if p.startswith(prefix + '/') and p[len(prefix) + 1:].startswith(suffix_start)
             and '/' not in p[len(prefix) + 1:]]
+
+
+# ---- agent manager (module-level methods: dbusmock puts them on every mock object's class, so
+# /org/bluez answers them; sender_keyword tells who the agent is) ---------------------------
+
+AGENTS = {'registered': {}, 'default': None}
+
+
+@dbus.service.method(AGENT_MANAGER_IFACE, in_signature='os', out_signature='',
+                     sender_keyword='sender')
+def RegisterAgent(_manager, agent_path, capability, sender=None):
+    if capability not in ('DisplayOnly', 'DisplayYesNo', 'KeyboardOnly', 'NoInputNoOutput',
+                          'KeyboardDisplay'):
+        raise _error('org.bluez.Error.InvalidArguments', 'Unsupported capability')
+    AGENTS['registered'][(str(sender), str(agent_path))] = str(capability)
+
+
+@dbus.service.method(AGENT_MANAGER_IFACE, in_signature='o', out_signature='',
+                     sender_keyword='sender')
+def RequestDefaultAgent(_manager, agent_path, sender=None):
+    key = (str(sender), str(agent_path))
+    if key not in AGENTS['registered']:
+        raise _error('org.bluez.Error.DoesNotExist', 'Does Not Exist')
+    AGENTS['default'] = key
+
+
+@dbus.service.method(AGENT_MANAGER_IFACE, in_signature='o', out_signature='',
+                     sender_keyword='sender')
+def UnregisterAgent(_manager, agent_path, sender=None):
+    key = (str(sender), str(agent_path))
+    if AGENTS['registered'].pop(key, None) is None:
+        raise _error('org.bluez.Error.DoesNotExist', 'Does Not Exist')
+    if AGENTS['default'] == key:
+        AGENTS['default'] = None
 
 
 # ---- adapter ---------------------------------------------------------------------------------
@@ -234,9 +288,36 @@ def WriteValue(char, value, _options):
         char.props[CHAR_IFACE]['Value'] = dbus.Array(value, signature='y')
 
 
+def _pair(device):
+    '''What bluetoothd does on an ATT "insufficient authentication" answer: pair, asking the
+    default agent for the passkey when the device wants one.'''
+    passkey = device.pairing
+    default = AGENTS['default']
+    if default is None:
+        device.pairing_log.append('no agent')
+        raise _error('org.bluez.Error.NotPermitted', 'Insufficient authentication')
+    sender, agent_path = default
+    if passkey >= 0:
+        try:
+            given = device.connection.call_blocking(
+                sender, agent_path, 'org.bluez.Agent1', 'RequestPasskey', 'o',
+                [dbus.ObjectPath(device.path)], timeout=10)
+        except dbus.exceptions.DBusException as e:
+            device.pairing_log.append('rejected: ' + str(e.get_dbus_name()))
+            raise _error('org.bluez.Error.NotPermitted', 'Insufficient authentication') from e
+        device.pairing_log.append(f'passkey {int(given)}')
+        if int(given) != passkey:
+            raise _error('org.bluez.Error.NotPermitted', 'Insufficient authentication')
+    else:
+        device.pairing_log.append('just works')
+    _changed(device, DEVICE_IFACE, {'Paired': dbus.Boolean(True, variant_level=1)})
+
+
 def StartNotify(char):
     _maybe_fail(char, 'StartNotify')
-    _require_connected(char)
+    device = _require_connected(char)
+    if device.pairing is not None and not device.props[DEVICE_IFACE]['Paired']:
+        _pair(device)
     _changed(char, CHAR_IFACE, {'Notifying': dbus.Boolean(True, variant_level=1)})
     waiting, char.pending = char.pending, []
     for value in waiting:
@@ -324,6 +405,8 @@ def AddDevice(_self, adapter_name, address, name, uuids, rssi):
     device = mockobject.objects[path]
     device.failures = {}
     device.connects = 0
+    device.pairing = None
+    device.pairing_log = []
     device.next_handle = 0x000a
     root.EmitSignal(OBJECT_MANAGER_IFACE, 'InterfacesAdded', 'oa{sa{sv}}',
                     [dbus.ObjectPath(path), {DEVICE_IFACE: props}])
@@ -394,6 +477,15 @@ def PushValue(_self, char_path, value):
 
 
 @dbus.service.method(MOCK_IFACE, in_signature='o', out_signature='')
+def Advertise(_self, device_path):
+    '''One more advertisement seen by a running discovery (an RSSI update, as bluetoothd sends).'''
+    device = mockobject.objects[str(device_path)]
+    if _adapter_of(device.path).props[ADAPTER_IFACE]['Discovering']:
+        rssi = device.props[DEVICE_IFACE]['RSSI']
+        _changed(device, DEVICE_IFACE, {'RSSI': dbus.Int16(rssi, variant_level=1)})
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='o', out_signature='')
 def DropLink(_self, device_path):
     _drop_link(mockobject.objects[str(device_path)])
 
@@ -401,6 +493,7 @@ def DropLink(_self, device_path):
 @dbus.service.method(MOCK_IFACE, in_signature='sb', out_signature='')
 def SetPowered(_self, adapter_name, powered):
     adapter = mockobject.objects['/org/bluez/' + adapter_name]
+    adapter.blocked = not powered
     if not powered:
         for path in _children(adapter.path, 'dev_'):
             device = mockobject.objects[path]
@@ -448,9 +541,22 @@ def RemovedCount(_self, adapter_name):
     return dbus.UInt32(getattr(mockobject.objects['/org/bluez/' + adapter_name], 'removed', 0))
 
 
+@dbus.service.method(MOCK_IFACE, in_signature='oi', out_signature='')
+def RequirePairing(_self, device_path, passkey):
+    '''Subscribing needs a paired link; passkey -1 = Just Works.'''
+    mockobject.objects[str(device_path)].pairing = int(passkey)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='o', out_signature='as')
+def PairingLog(_self, device_path):
+    return dbus.Array(mockobject.objects[str(device_path)].pairing_log, signature='s')
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='', out_signature='as')
+def Agents(_self):
+    return dbus.Array([f'{path} {cap}' for (_s, path), cap in AGENTS['registered'].items()],
+                      signature='s')
+
+
 def load(mock, _parameters):
-    mock.AddObject('/org/bluez', AGENT_MANAGER_IFACE, {}, [
-        ('RegisterAgent', 'os', '', ''),
-        ('RequestDefaultAgent', 'o', '', ''),
-        ('UnregisterAgent', 'o', '', ''),
-    ])
+    mock.AddObject('/org/bluez', AGENT_MANAGER_IFACE, {}, [])

@@ -9,6 +9,7 @@
 //! BlueZ errors arrive as `btleplug::Error::Other(bluez_async::BluetoothError::DbusError)`;
 //! [`map_error`] digs the D-Bus error name out so callers see `InProgress`, `NotReady`, ….
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use btleplug::api::{
@@ -56,49 +57,84 @@ fn dbus_error(e: dbus::Error) -> BleError {
     bluez_error(e.name().unwrap_or(""), e.message().unwrap_or(""))
 }
 
-/// One BlueZ adapter through btleplug.
+/// One BlueZ adapter through btleplug. The adapter is looked up lazily (and again after it
+/// disappeared), so a gateway that starts before its USB dongle or bluetoothd keeps trying
+/// instead of failing.
 #[derive(Clone)]
 pub struct BtleplugCentral {
-    adapter: Adapter,
-    /// BlueZ adapter name ("hci0"): its object is `/org/bluez/<name>`.
-    name: String,
+    manager: Manager,
+    /// Configured adapter name ("hci0"); `None` = the first one.
+    wanted: Option<String>,
+    found: Arc<Mutex<Option<(Adapter, String)>>>,
 }
 
 impl std::fmt::Debug for BtleplugCentral {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BtleplugCentral")
-            .field("adapter", &self.name)
-            .finish()
+            .field("adapter", &self.wanted)
+            .finish_non_exhaustive()
     }
 }
 
 impl BtleplugCentral {
-    /// Opens adapter `name` ("hci0"), or the first one when `None`.
+    /// Connects to BlueZ over the system bus. The adapter `name` ("hci0", or the first one when
+    /// `None`) need not exist yet: operations fail with `AdapterUnavailable` until it does.
     pub async fn open(name: Option<&str>) -> Result<Self, BleError> {
         let manager = Manager::new().await.map_err(map_error)?;
-        let adapters = manager.adapters().await.map_err(map_error)?;
+        Ok(Self {
+            manager,
+            wanted: name.map(str::to_owned),
+            found: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// The adapter's BlueZ name once found.
+    pub async fn adapter_name(&self) -> Result<String, BleError> {
+        Ok(self.adapter().await?.1)
+    }
+
+    async fn adapter(&self) -> Result<(Adapter, String), BleError> {
+        if let Some(found) = self
+            .found
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            return Ok(found);
+        }
+        let adapters = self.manager.adapters().await.map_err(map_error)?;
         for adapter in adapters {
             // BlueZ adapter info reads "hci0 (usb:v1D6Bp0246d0540)".
             let info = adapter.adapter_info().await.map_err(map_error)?;
             let id = info.split_whitespace().next().unwrap_or("").to_owned();
-            if name.is_none_or(|n| n == id) {
-                return Ok(Self { adapter, name: id });
+            if self.wanted.as_deref().is_none_or(|n| n == id) {
+                let found = (adapter, id);
+                *self.found.lock().unwrap_or_else(PoisonError::into_inner) = Some(found.clone());
+                return Ok(found);
             }
         }
-        Err(BleError::AdapterUnavailable(match name {
+        Err(BleError::AdapterUnavailable(match &self.wanted {
             Some(n) => format!("adapter {n} not found"),
             None => "no Bluetooth adapter".into(),
         }))
     }
 
-    pub fn adapter_name(&self) -> &str {
-        &self.name
+    /// Forgets the adapter after it vanished, so the next operation looks it up again.
+    fn forget_on_absence<T>(&self, result: Result<T, BleError>) -> Result<T, BleError> {
+        if matches!(
+            result,
+            Err(BleError::AdapterUnavailable(_) | BleError::DeviceNotFound)
+        ) {
+            *self.found.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+        result
     }
 
     async fn find(&self, address: BleAddress) -> Result<Peripheral, BleError> {
+        let (adapter, _) = self.adapter().await?;
         let wanted = BDAddr::from(address.0);
-        let peripherals = self.adapter.peripherals().await.map_err(map_error)?;
-        peripherals
+        let peripherals = adapter.peripherals().await.map_err(map_error);
+        self.forget_on_absence(peripherals)?
             .into_iter()
             .find(|p| p.address() == wanted)
             .ok_or(BleError::DeviceNotFound)
@@ -113,7 +149,7 @@ impl BtleplugCentral {
         + Send
         + 'static,
     ) -> Result<T, BleError> {
-        let path = format!("/org/bluez/{}", self.name);
+        let path = format!("/org/bluez/{}", self.adapter().await?.1);
         tokio::task::spawn_blocking(move || {
             let conn = dbus::blocking::Connection::new_system().map_err(dbus_error)?;
             let proxy = conn.with_proxy("org.bluez", path, DBUS_TIMEOUT);
@@ -180,12 +216,18 @@ impl BleCentral for BtleplugCentral {
     type Peripheral = BtleplugPeripheral;
 
     async fn adapter_state(&self) -> Result<AdapterState, BleError> {
-        match self.adapter.adapter_state().await {
+        let adapter = match self.adapter().await {
+            Ok((adapter, _)) => adapter,
+            Err(BleError::AdapterUnavailable(_)) => return Ok(AdapterState::Unavailable),
+            Err(e) => return Err(e),
+        };
+        match adapter.adapter_state().await {
             Ok(CentralState::PoweredOn) => Ok(AdapterState::PoweredOn),
             Ok(CentralState::PoweredOff) => Ok(AdapterState::PoweredOff),
             Ok(CentralState::Unknown) => Ok(AdapterState::Unavailable),
             Err(e) => match map_error(e) {
                 BleError::AdapterUnavailable(_) | BleError::DeviceNotFound => {
+                    *self.found.lock().unwrap_or_else(PoisonError::into_inner) = None;
                     Ok(AdapterState::Unavailable)
                 }
                 other => Err(other),
@@ -194,8 +236,8 @@ impl BleCentral for BtleplugCentral {
     }
 
     async fn events(&self) -> Result<BoxStream<CentralEvent>, BleError> {
-        let events = self.adapter.events().await.map_err(map_error)?;
-        let adapter = self.adapter.clone();
+        let (adapter, _) = self.adapter().await?;
+        let events = adapter.events().await.map_err(map_error)?;
         Ok(Box::pin(events.filter_map(move |event| {
             let adapter = adapter.clone();
             async move { translate(&adapter, event).await }
@@ -203,20 +245,24 @@ impl BleCentral for BtleplugCentral {
     }
 
     async fn start_scan(&self, filter: &ScanFilter) -> Result<(), BleError> {
-        self.adapter
+        let (adapter, _) = self.adapter().await?;
+        let result = adapter
             .start_scan(BtScanFilter {
                 services: filter.services.clone(),
             })
             .await
-            .map_err(map_error)
+            .map_err(map_error);
+        self.forget_on_absence(result)
     }
 
     async fn stop_scan(&self) -> Result<(), BleError> {
-        self.adapter.stop_scan().await.map_err(map_error)
+        let (adapter, _) = self.adapter().await?;
+        adapter.stop_scan().await.map_err(map_error)
     }
 
     async fn known_devices(&self) -> Result<Vec<Advertisement>, BleError> {
-        let peripherals = self.adapter.peripherals().await.map_err(map_error)?;
+        let (adapter, _) = self.adapter().await?;
+        let peripherals = adapter.peripherals().await.map_err(map_error)?;
         let mut out = Vec::with_capacity(peripherals.len());
         for p in &peripherals {
             out.push(advertisement(p).await?);
@@ -234,7 +280,13 @@ impl BleCentral for BtleplugCentral {
         let a = address.0;
         let device = format!(
             "/org/bluez/{}/dev_{:02X}_{:02X}_{:02X}_{:02X}_{:02X}_{:02X}",
-            self.name, a[0], a[1], a[2], a[3], a[4], a[5]
+            self.adapter().await?.1,
+            a[0],
+            a[1],
+            a[2],
+            a[3],
+            a[4],
+            a[5]
         );
         self.adapter_call(move |proxy| {
             let path = dbus::Path::new(device)

@@ -3,6 +3,7 @@
 //! Two backends implement [`BleCentral`] / [`BlePeripheral`]:
 //! - [`btleplug`] — the real one (BlueZ over D-Bus on Linux), plus the BlueZ-only extras
 //!   btleplug lacks (remove a stale device object, power-cycle the adapter);
+//! - [`bluez_agent`] — a BlueZ pairing agent (org.bluez.Agent1), since btleplug cannot pair;
 //! - [`simulated`] — an in-process GATT server: characteristic values, notification and
 //!   indication streams and write handlers are all supplied by the caller, so this crate
 //!   stays ignorant of vital signs.
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use futures::Stream;
 use uuid::Uuid;
 
+pub mod bluez_agent;
 pub mod btleplug;
 pub mod simulated;
 
@@ -367,6 +369,7 @@ const _: () = {
     assert_send_sync::<simulated::SimulatedCentral>();
     assert_send_sync::<simulated::SimulatedPeripheral>();
     assert_send_sync::<BleError>();
+    assert_send_sync::<bluez_agent::PairingAgent>();
 };
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use vectorcare_hal::ble::BleAddress;
+use vectorcare_hal::ble::bluez_agent::PairingPolicy;
 
 use super::profiles::Profile;
 use crate::config::problems::{Problems, index, join};
@@ -78,6 +79,22 @@ pub struct BleDevice {
 }
 
 impl BleConfig {
+    /// What the BlueZ pairing agent may pair with, and with which passkeys.
+    pub fn pairing_policy(&self) -> PairingPolicy {
+        PairingPolicy {
+            allowed: if self.accept_any_health_device {
+                None
+            } else {
+                Some(self.devices.iter().map(|d| d.address).collect())
+            },
+            passkeys: self
+                .devices
+                .iter()
+                .filter_map(|d| d.passkey.map(|k| (d.address, k)))
+                .collect(),
+        }
+    }
+
     /// The allowlist entry for `address`, if any.
     pub fn device(&self, address: BleAddress) -> Option<&BleDevice> {
         self.devices.iter().find(|d| d.address == address)

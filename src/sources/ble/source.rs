@@ -46,6 +46,8 @@ use crate::sources::{IngestError, ReadingSink};
 /// How often a session checks that its link is still up (btleplug's notification stream does
 /// not end when BlueZ drops the link).
 const LINK_CHECK: Duration = Duration::from_secs(5);
+/// Longest wait between looks for a missing or powered-off adapter.
+const ADAPTER_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The uploader's view of stored-record progress: which records the FHIR server confirmed.
 /// The queue/uploader provides the persisted implementation; [`InMemoryProgress`] is for tests
@@ -303,7 +305,9 @@ impl<C: BleCentral> Shared<C> {
                             tracing::warn!(error = %e, "Bluetooth adapter not usable; will keep trying");
                         }
                         self.status.update(|s| s.scanning = false);
-                        adapter_retry = Instant::now() + self.backoff(adapter_attempt);
+                        // Looking for the adapter is cheap: never wait long for a replugged one.
+                        adapter_retry =
+                            Instant::now() + self.backoff(adapter_attempt).min(ADAPTER_RETRY_MAX);
                         adapter_attempt = adapter_attempt.saturating_add(1);
                     }
                 }
@@ -333,7 +337,9 @@ impl<C: BleCentral> Shared<C> {
                         tracing::info!(?state, "Bluetooth adapter state changed");
                         self.status.update(|s| s.adapter = Some(format!("{state:?}").to_lowercase()));
                         match state {
-                            AdapterState::PoweredOn => {
+                            // Only when discovery stopped: starting it (re)sets Powered, which
+                            // reports PoweredOn again.
+                            AdapterState::PoweredOn if !self.status.snapshot().scanning => {
                                 if let Err(e) = self.central.start_scan(&self.scan_filter()).await {
                                     tracing::warn!(error = %e, "restarting discovery after power-on failed");
                                 } else {
@@ -341,6 +347,7 @@ impl<C: BleCentral> Shared<C> {
                                 }
                                 last_activity = Instant::now();
                             }
+                            AdapterState::PoweredOn => {}
                             AdapterState::PoweredOff => self.status.update(|s| s.scanning = false),
                             AdapterState::Unavailable => {
                                 events = None;
