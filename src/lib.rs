@@ -27,6 +27,13 @@
 //! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline) |
 //! | [`exit`] | process exit codes |
 //!
+//! ## Tasks
+//!
+//! Only [`runtime::pipeline`] spawns tasks: one per configured source (`ble`, `serial`,
+//! `mqtt`), the `ingest` task (map + group append, answering each source), and the `uploader`.
+//! The watchdog pings systemd only while all of them are alive. Threads owned by libraries: the
+//! queue's group-commit thread, sled's flusher, and (demo only) the embedded MQTT broker.
+//!
 //! The `vectorcare-hal` crate (`hal/`) holds the hardware seams (BLE central, serial port,
 //! clock/time-sync state) with real and simulated backends; it knows nothing of vital signs.
 
