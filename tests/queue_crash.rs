@@ -24,6 +24,8 @@ fn child(dir: &Path) -> ! {
     let mut out = std::io::stdout().lock();
     let mut rng = rand::rng();
     let start = q.stats().expect("stats").next_id;
+    writeln!(out, "READY").expect("stdout");
+    out.flush().expect("flush");
     for round in 0u64.. {
         let n = rng.random_range(1..=5);
         let payloads: Vec<Vec<u8>> = (0..n)
@@ -71,32 +73,34 @@ fn sigkill_at_random_points_loses_no_resolved_append() {
             .spawn()
             .expect("spawn child");
         let stdout = proc.stdout.take().expect("piped");
-        let (first_append, appended) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line.contains("A ") && lines.iter().all(|l: &String| !l.contains("A ")) {
-                    let _ = first_append.send(());
-                }
-                lines.push(line);
+                let _ = tx.send(line);
             }
-            lines
         });
-        // Start the random delay once the child is appending: opening the queue takes a
-        // variable time (debug build, a loaded machine), and a kill before the first append
-        // tests nothing.
-        let _ = appended.recv_timeout(Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..100)));
+        let mut lines = Vec::new();
+        if round % 5 == 0 {
+            // Sometimes kill during start-up (open / recovery) too.
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..40)));
+        } else {
+            // Otherwise kill while appending: wait for READY, whatever the machine's load.
+            // Bounded: a child that never gets ready is killed after 30 s anyway.
+            while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+                // The harness prints "test NAME ... " without a newline before the test runs.
+                let ready = line.ends_with("READY");
+                lines.push(line);
+                if ready {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(rng.random_range(1..60)));
+        }
         proc.kill().expect("SIGKILL child"); // Child::kill sends SIGKILL on Unix.
         proc.wait().expect("reap child");
-        for line in reader.join().expect("reader") {
-            // The first record may share its line with the test harness's "test … ... " text.
-            let line = match line.find("A ") {
-                Some(at) if !line.starts_with("A ") && !line.starts_with("K ") => {
-                    line[at..].to_owned()
-                }
-                _ => line,
-            };
+        reader.join().expect("reader");
+        lines.extend(rx.try_iter());
+        for line in lines {
             let mut parts = line.splitn(3, ' ');
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("A"), Some(id), Some(payload)) => {
