@@ -85,9 +85,15 @@ fn key(alg: SigningAlg) -> Key {
 
 /// The `[upload]` section as an operator would write it for Medplum, plus `extra` lines.
 fn upload_config(fhir_base: &str, key: &Key, extra: &str) -> UploadConfig {
+    // Medplum's limit, unless a test sets its own.
+    let max_entries = if extra.contains("max_bundle_entries") {
+        ""
+    } else {
+        "max_bundle_entries = 8\n"
+    };
     let text = format!(
         "fhir_base_url = {fhir_base:?}\nclient_id = {CLIENT_ID:?}\nprivate_key = {:?}\n\
-         active_kid = {:?}\nalg = {:?}\nbundle_size = 20\nmax_bundle_entries = 8\n\
+         active_kid = {:?}\nalg = {:?}\nbundle_size = 20\n{max_entries}\
          bundle_type = \"transaction\"\nbackoff_base_ms = 1\nbackoff_cap_seconds = 1\n\
          config_error_backoff_seconds = 3600\nrequest_timeout_seconds = 10\n{extra}\n",
         key.generated.private_key_path,
@@ -668,4 +674,39 @@ async fn tls_with_a_test_ca_through_extra_ca_file() {
         err.to_string().contains("certificate") || err.to_string().contains("Unknown"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn without_max_bundle_entries_medplum_refuses_big_transactions_and_nothing_is_lost() {
+    let key = key(SigningAlg::ES384);
+    let mut rig = start(
+        &PeerOptions::new(CLIENT_ID, key.jwks.clone()),
+        &key,
+        "max_bundle_entries = 1000",
+        synced_clock(),
+    );
+    let batch = units(9);
+    rig.enqueue(&batch).await;
+    // 9 readings (plus their Devices): more than 8 conditional creates in one transaction, which Medplum
+    // refuses as a whole (400). The gateway cannot tell which entry is at fault, so it
+    // isolates the records one per Bundle: slower, but nothing is dead-lettered or lost.
+    let first = rig.uploader.step().await.expect("step");
+    assert_eq!(
+        first,
+        Step::Sent {
+            acked: 0,
+            dead: 0,
+            retried: 9
+        }
+    );
+    rig.drain().await;
+    let status = rig.status();
+    assert_eq!(
+        (status.uploaded, status.dead_lettered),
+        (9, 0),
+        "{status:?}"
+    );
+    let stats = rig.peers.stats(&rig.http).await;
+    assert_eq!(stats["bundles"], 10, "1 refused + 9 single-record: {stats}");
+    rig.assert_one_per_reading(&batch).await;
 }
