@@ -15,6 +15,7 @@ use url::Url;
 use vectorcare_hal::clock::Clock;
 
 use super::assertion::{AssertionError, AssertionSigner};
+use super::client::error_chain;
 use super::config::transport_allowed;
 use crate::fhir::WriteMode;
 
@@ -263,7 +264,7 @@ impl Authorizer {
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(error_chain(&e)))?;
         let status = response.status().as_u16();
         if status >= 500 || status == 429 || status == 408 {
             return Err(unavailable(format!("HTTP {status}")));
@@ -277,7 +278,7 @@ impl Authorizer {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| unavailable(error_chain(&e)))?;
         let conf: SmartConfiguration =
             serde_json::from_slice(&bytes).map_err(|e| AuthError::Discovery {
                 url: url.clone(),
@@ -340,12 +341,12 @@ impl Authorizer {
             ])
             .send()
             .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            .map_err(|e| AuthError::Unavailable(error_chain(&e)))?;
         let status = response.status().as_u16();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+            .map_err(|e| AuthError::Unavailable(error_chain(&e)))?;
         if status != 200 {
             if status >= 500 || status == 429 || status == 408 {
                 return Err(AuthError::Unavailable(format!("HTTP {status}")));

@@ -118,16 +118,24 @@ impl From<reqwest::Error> for TransportError {
         } else {
             "transport"
         };
-        // Include the source chain: "connection reset" hides below reqwest's summary.
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
+        TransportError {
+            kind,
+            message: error_chain(&e),
         }
-        TransportError { kind, message }
     }
+}
+
+/// The error with its source chain: the cause ("connection reset", "invalid peer certificate:
+/// UnknownIssuer") hides below reqwest's summary ("error sending request for url ...").
+pub fn error_chain(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 /// POSTs a Bundle to the FHIR base with a bearer token.

@@ -1,0 +1,235 @@
+//! Upload benchmark (issue #5): drain N queued observations to the real FHIR peer (Medplum's
+//! router behind the Node wrapper, oidc-provider tokens; `scripts/install/fhir-server.sh`).
+//!
+//! `cargo bench --bench upload -- [--observations 100000]`
+//!
+//! Two phases in one run, each against a fresh peer process (so both do the same creates):
+//! - baseline: the same Bundles, pre-built before timing, POSTed one at a time with a minimal
+//!   reqwest client and one bearer token — the floor any uploader pays for this server;
+//! - gateway: the records in the sled queue, drained by the real `Uploader` (peek, decode,
+//!   build, token cache, POST, per-entry settle, ack), configured as for Medplum
+//!   (transactions, conditional create, `max_bundle_entries = 8`).
+//!
+//! Printed: wall time and observations/s of both, their ratio (goal ≥ 0.9), and the CPU time
+//! of THIS process per observation (getrusage; the server is another process, so its CPU is
+//! not included; goal ≤ 15 µs for the gateway), with the server's CPU per observation from
+//! /proc for context. One Bundle is in flight at a time in both phases, as in the gateway.
+
+// Shared with tests/upload_peers.rs (fault injection and stats are unused here).
+#[allow(dead_code)]
+#[path = "../tests/support/node_peers.rs"]
+mod node_peers;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use node_peers::{NodePeers, PeerOptions};
+use vectorcare_gateway::config::problems::Problems;
+use vectorcare_gateway::fhir::examples::{example_map_context, example_readings};
+use vectorcare_gateway::fhir::{
+    BundleOptions, BundleType, UploadUnit, WriteMode, build_bundle, map_reading,
+};
+use vectorcare_gateway::queue::{DurableQueue, QueueConfig, SledQueue};
+use vectorcare_gateway::upload::keys::{SigningAlg, generate_into_dir};
+use vectorcare_gateway::upload::uploader::Step;
+use vectorcare_gateway::upload::{RawUploadConfig, UploadConfig, build};
+use vectorcare_hal::clock::SimulatedClock;
+
+const CLIENT_ID: &str = "gw-bench";
+/// Medplum refuses transactions with more than 8 conditional creates: 2 Devices + 6 readings.
+const OBS_PER_BUNDLE: usize = 6;
+/// Readings sent to each fresh peer before timing (not counted).
+const WARM_UP: usize = 3000;
+
+fn observations_arg() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--observations")
+        .and_then(|i| args.get(i + 1))
+        .map_or(100_000, |v| v.parse().expect("--observations N"))
+}
+
+/// `n` distinct heart-rate readings from one strap (one gateway + one device per Bundle).
+fn units(n: usize) -> Vec<UploadUnit> {
+    let (_, base) = example_readings()
+        .into_iter()
+        .find(|(name, _)| *name == "heart_rate")
+        .expect("heart rate example");
+    let ctx = example_map_context(true);
+    (0..n)
+        .map(|i| {
+            let mut r = base.clone();
+            r.received_at += time::Duration::milliseconds(i as i64 * 10);
+            map_reading(&r, &ctx).expect("map")
+        })
+        .collect()
+}
+
+/// User + system CPU time of this process.
+fn cpu_self() -> Duration {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage struct.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// User + system CPU time of another process, from /proc/PID/stat (clock ticks).
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after_comm.split(' ').collect();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after "(comm) ".
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+struct Phase {
+    wall: Duration,
+    cpu: Duration,
+    server_cpu: Duration,
+}
+
+fn upload_config(
+    fhir_base: &str,
+    key: &vectorcare_gateway::upload::keys::GeneratedKey,
+) -> UploadConfig {
+    let text = format!(
+        "fhir_base_url = {fhir_base:?}\nclient_id = {CLIENT_ID:?}\nprivate_key = {:?}\n\
+         active_kid = {:?}\nalg = \"ES384\"\nbundle_size = {OBS_PER_BUNDLE}\n\
+         max_bundle_entries = 8\nbundle_type = \"transaction\"\n\
+         write_mode = \"conditional_create\"\n",
+        key.private_key_path, key.kid
+    );
+    let raw: RawUploadConfig = toml::from_str(&text).expect("toml");
+    let mut problems = Problems::new();
+    raw.validate("upload", &mut problems).expect("valid config")
+}
+
+/// Warms the Node peer's JIT with other readings, so neither phase pays for it.
+async fn warm_up(peers: &NodePeers, cfg: &UploadConfig, n: usize) {
+    let warm: Vec<UploadUnit> = units(n + WARM_UP).split_off(n);
+    baseline(peers, cfg, &warm).await;
+}
+
+async fn baseline(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -> Phase {
+    let opts = BundleOptions {
+        bundle_type: BundleType::Transaction,
+        write_mode: WriteMode::ConditionalCreate,
+    };
+    let bundles: Vec<bytes::Bytes> = units
+        .chunks(OBS_PER_BUNDLE)
+        .map(|c| bytes::Bytes::from(build_bundle(c, &opts).json.get().to_owned()))
+        .collect();
+    let (_, auth) = build::authorizer(cfg, Arc::new(SimulatedClock::new(0, true))).expect("auth");
+    let token = auth.token().await.expect("token").access_token.clone();
+    let http = reqwest::Client::new();
+    let (cpu0, server0, t0) = (cpu_self(), cpu_of(peers.pid()), Instant::now());
+    for body in bundles {
+        let r = http
+            .post(&peers.fhir_base)
+            .bearer_auth(&token)
+            .header("content-type", "application/fhir+json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        assert!(r.status().is_success(), "baseline POST: {}", r.status());
+        let _ = r.bytes().await.expect("body");
+    }
+    Phase {
+        wall: t0.elapsed(),
+        cpu: cpu_self() - cpu0,
+        server_cpu: cpu_of(peers.pid()) - server0,
+    }
+}
+
+async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -> Phase {
+    let dir = tempfile::tempdir_in("/var/tmp").expect("queue dir");
+    let queue = Arc::new(SledQueue::open(dir.path(), &QueueConfig::default()).expect("queue"));
+    for chunk in units.chunks(1000) {
+        let payloads = chunk
+            .iter()
+            .map(|u| serde_json::to_vec(u).expect("ser"))
+            .collect();
+        queue.append(payloads).await.expect("append");
+    }
+    let mut uploader = build::uploader(cfg, queue.clone(), Arc::new(SimulatedClock::new(0, true)))
+        .expect("uploader");
+    let (cpu0, server0, t0) = (cpu_self(), cpu_of(peers.pid()), Instant::now());
+    loop {
+        match uploader.step().await.expect("step") {
+            Step::Sent { .. } => {}
+            Step::Empty if queue.stats().expect("stats").depth == 0 => break,
+            Step::Empty => tokio::time::sleep(Duration::from_millis(1)).await,
+            Step::Wait(d) => panic!(
+                "the peer refused during the benchmark ({d:?}): {:?}",
+                uploader.status().borrow()
+            ),
+        }
+    }
+    let phase = Phase {
+        wall: t0.elapsed(),
+        cpu: cpu_self() - cpu0,
+        server_cpu: cpu_of(peers.pid()) - server0,
+    };
+    let status = uploader.status().borrow().clone();
+    assert_eq!(
+        status.uploaded as usize,
+        units.len(),
+        "all created, none lost: {status:?}"
+    );
+    phase
+}
+
+fn line(name: &str, n: usize, p: &Phase) {
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "{name:<9} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs  server CPU {:>7.1} µs/obs",
+        p.wall.as_secs_f64(),
+        n as f64 / p.wall.as_secs_f64(),
+        per(p.cpu),
+        per(p.server_cpu),
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    vectorcare_gateway::crypto::install_providers();
+    let n = observations_arg();
+    let keys = tempfile::tempdir().expect("tempdir");
+    let key = generate_into_dir(keys.path(), SigningAlg::ES384).expect("key");
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_slice(&std::fs::read(&key.jwks_path).expect("jwks")).expect("jwks");
+    let units = units(n);
+    println!(
+        "upload: {n} observations to Medplum (Node peer), transactions of {OBS_PER_BUNDLE} conditional-create Observations + 2 Devices, one Bundle in flight"
+    );
+
+    let peers = NodePeers::start(&PeerOptions::new(CLIENT_ID, jwks.clone()));
+    let cfg = upload_config(&peers.fhir_base, &key);
+    warm_up(&peers, &cfg, n).await;
+    let base = baseline(&peers, &cfg, &units).await;
+    drop(peers);
+    line("baseline", n, &base);
+
+    let peers = NodePeers::start(&PeerOptions::new(CLIENT_ID, jwks));
+    let cfg = upload_config(&peers.fhir_base, &key);
+    warm_up(&peers, &cfg, n).await;
+    let gw = gateway(&peers, &cfg, &units).await;
+    drop(peers);
+    line("gateway", n, &gw);
+
+    println!(
+        "gateway/baseline throughput {:.3} (goal >= 0.9); gateway CPU {:.2} µs/obs (goal <= 15)",
+        base.wall.as_secs_f64() / gw.wall.as_secs_f64(),
+        gw.cpu.as_secs_f64() * 1e6 / n as f64,
+    );
+}
