@@ -14,6 +14,8 @@ pub mod ingest;
 pub mod notify;
 pub mod pipeline;
 pub mod shutdown;
+#[cfg(test)]
+mod testing;
 
 use std::future::Future;
 use std::sync::Arc;

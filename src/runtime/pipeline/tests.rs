@@ -1,85 +1,15 @@
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::reading::{DeviceIdentity, Kind, Reading, SourceKind};
+use crate::reading::{Kind, Reading};
 use crate::runtime::ingest::NoObserver;
+use crate::runtime::testing::{MemoryQueue, reading};
 
-/// Appends to a Vec; slow enough that shutdown really has to wait for it.
-#[derive(Default)]
-struct SlowQueue {
-    stored: Mutex<Vec<Vec<u8>>>,
-}
+/// Appends slowly enough that shutdown really has to wait for the ingest task.
+type SlowQueue = MemoryQueue;
 
-impl DurableQueue for SlowQueue {
-    fn append(
-        &self,
-        payloads: Vec<Vec<u8>>,
-    ) -> BoxFuture<'_, Result<Vec<crate::queue::RecordId>, crate::queue::QueueError>> {
-        Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            let mut stored = self.stored.lock().expect("lock");
-            stored.extend(payloads);
-            Ok(Vec::new())
-        })
-    }
-    fn peek(&self, _: usize) -> Result<Vec<crate::queue::QueuedRecord>, crate::queue::QueueError> {
-        Ok(Vec::new())
-    }
-    fn ack(&self, _: &[crate::queue::RecordId]) -> Result<(), crate::queue::QueueError> {
-        Ok(())
-    }
-    fn nack(&self, _: crate::queue::RecordId, _: Duration) -> Result<(), crate::queue::QueueError> {
-        Ok(())
-    }
-    fn dead_letter(
-        &self,
-        _: crate::queue::RecordId,
-        _: String,
-    ) -> Result<(), crate::queue::QueueError> {
-        Ok(())
-    }
-    fn requeue_dead(
-        &self,
-        _: Option<crate::queue::RecordId>,
-    ) -> Result<u64, crate::queue::QueueError> {
-        Ok(0)
-    }
-    fn purge_dead(&self) -> Result<u64, crate::queue::QueueError> {
-        Ok(0)
-    }
-    fn list_dead(
-        &self,
-        _: usize,
-    ) -> Result<Vec<crate::queue::DeadLetter>, crate::queue::QueueError> {
-        Ok(Vec::new())
-    }
-    fn stats(&self) -> Result<crate::queue::QueueStats, crate::queue::QueueError> {
-        Ok(Default::default())
-    }
-}
-
-fn reading(sequence: u32) -> Reading {
-    Reading {
-        device: DeviceIdentity {
-            source: SourceKind::Serial,
-            address: "/dev/ttyUSB0".into(),
-            system_id: None,
-            manufacturer: None,
-            model: None,
-            serial_number: None,
-        },
-        kind: Kind::HeartRate,
-        value: None,
-        components: Vec::new(),
-        device_time: None,
-        received_at: time::OffsetDateTime::UNIX_EPOCH,
-        clock: Default::default(),
-        status: Vec::new(),
-        sequence: Some(sequence),
-        user_id: None,
-        qualifiers: Default::default(),
-    }
+fn slow_queue() -> Arc<SlowQueue> {
+    Arc::new(MemoryQueue::slow(Duration::from_millis(5)))
 }
 
 /// A source that submits readings until shutdown and counts the ones it was told are durable.
@@ -90,7 +20,7 @@ fn counting_source(acknowledged: Arc<AtomicUsize>) -> SourceStarter {
             loop {
                 tokio::select! {
                     _ = shutdown.requested() => break,
-                    result = sink.submit(vec![reading(sequence)]) => {
+                    result = sink.submit(vec![reading(Kind::HeartRate, sequence)]) => {
                         if result.is_ok() {
                             acknowledged.fetch_add(1, Ordering::SeqCst);
                         }
@@ -114,7 +44,7 @@ fn pipeline(queue: Arc<SlowQueue>, sources: Vec<(String, SourceStarter)>) -> Pip
 
 #[tokio::test]
 async fn shutdown_loses_nothing_that_was_acknowledged() {
-    let queue = Arc::new(SlowQueue::default());
+    let queue = slow_queue();
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let sources = (0..3)
         .map(|i| (format!("source-{i}"), counting_source(acknowledged.clone())))
@@ -132,12 +62,12 @@ async fn shutdown_loses_nothing_that_was_acknowledged() {
     assert!(acked > 0, "sources made progress");
     // Every acknowledged reading is stored; stored may exceed acked by submissions whose
     // answer arrived after the source stopped listening (stored but not acknowledged: safe).
-    assert!(queue.stored.lock().expect("lock").len() >= acked);
+    assert!(queue.stored_len() >= acked);
 }
 
 #[tokio::test]
 async fn a_task_that_ends_on_its_own_stops_the_gateway() {
-    let queue = Arc::new(SlowQueue::default());
+    let queue = slow_queue();
     let quitter: SourceStarter = Box::new(|_sink, _shutdown| Box::pin(async {}));
     let stop = std::future::pending::<String>();
     let outcome = pipeline(queue, vec![("quitter".into(), quitter)])
@@ -148,7 +78,7 @@ async fn a_task_that_ends_on_its_own_stops_the_gateway() {
 
 #[tokio::test]
 async fn with_no_sources_the_pipeline_runs_until_stopped() {
-    let queue = Arc::new(SlowQueue::default());
+    let queue = slow_queue();
     let stop = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         "done".to_owned()
@@ -161,7 +91,7 @@ async fn with_no_sources_the_pipeline_runs_until_stopped() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stuck_uploader_is_aborted_at_the_deadline() {
-    let queue = Arc::new(SlowQueue::default());
+    let queue = slow_queue();
     let mut p = pipeline(queue, Vec::new());
     p.uploader = Some(Box::new(|_shutdown| Box::pin(std::future::pending::<()>())));
     let started = tokio::time::Instant::now();
@@ -184,7 +114,7 @@ async fn watchdog_pings_while_alive_and_stops_when_a_task_dies() {
     listener.set_nonblocking(true).expect("nonblocking");
     // 200 ms watchdog → ping every 100 ms.
     let notifier = Notifier::new(path.to_str(), Some("200000"), None);
-    let queue = Arc::new(SlowQueue::default());
+    let queue = slow_queue();
     let dies_later: SourceStarter = Box::new(|_sink, _shutdown| {
         Box::pin(async { tokio::time::sleep(Duration::from_millis(350)).await })
     });
