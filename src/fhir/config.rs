@@ -112,7 +112,10 @@ mod tests {
         let mut problems = Problems::new();
         assert!(raw.validate("fhir", &mut problems).is_none());
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(paths, ["fhir.patient", "fhir.identifier_system", "fhir.gateway_id"]);
+        assert_eq!(
+            paths,
+            ["fhir.patient", "fhir.identifier_system", "fhir.gateway_id"]
+        );
         assert!(toml::from_str::<RawMappingConfig>("pateint = \"Patient/1\"").is_err());
     }
 }
