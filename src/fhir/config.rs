@@ -90,3 +90,32 @@ impl RawMappingConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_every_problem_reported() {
+        let mut problems = Problems::new();
+        let ok = RawMappingConfig::default()
+            .validate("fhir", &mut problems)
+            .expect("defaults are valid");
+        assert!(problems.is_empty());
+        assert_eq!(ok.gateway.id, "vectorcare-gateway");
+        assert_eq!(ok.patient, None);
+
+        let raw: RawMappingConfig = toml::from_str(
+            "patient = \"123\"\nidentifier_system = \"my-system\"\ngateway_id = \"\"",
+        )
+        .expect("parses");
+        let mut problems = Problems::new();
+        assert!(raw.validate("fhir", &mut problems).is_none());
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["fhir.patient", "fhir.identifier_system", "fhir.gateway_id"]
+        );
+        assert!(toml::from_str::<RawMappingConfig>("pateint = \"Patient/1\"").is_err());
+    }
+}

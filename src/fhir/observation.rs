@@ -179,9 +179,15 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
     // Time.
     let (effective, source) = effective_time(reading);
     let effective_text = fhir_instant(effective).map_err(|_| MapError::InvalidTime)?;
+    // A record sequence number identifies a stored record only where it is unique per device
+    // (glucose meters). A CGM "sequence" is the time offset within a session and restarts with
+    // every session, so without a device time it would merge readings from different sessions:
+    // those fall back to the receive time (a re-read may then duplicate, never lose, a reading).
+    let sequence_is_unique =
+        reading.qualifiers.get("glucose_source").map(String::as_str) != Some("cgm");
     let time_key = match (&reading.device_time, reading.sequence) {
         (Some(t), _) if t.year != 0 => raw_device_time(t),
-        (_, Some(seq)) => format!("seq{seq}"),
+        (_, Some(seq)) if sequence_is_unique => format!("seq{seq}"),
         _ => effective_text.clone(),
     };
 

@@ -354,3 +354,31 @@ fn bundles_include_each_device_once_and_map_entries() {
         assert!(built.json.get().contains("\"value\":36.50,"));
     }
 }
+
+#[test]
+fn cgm_time_offsets_from_different_sessions_do_not_merge() {
+    let ctx = example_map_context(true);
+    let mut r = example_readings()
+        .into_iter()
+        .find(|(n, _)| *n == "cgm_glucose")
+        .expect("cgm")
+        .1;
+    r.device_time = None; // session start unknown
+    let a = map_reading(&r, &ctx).expect("map");
+    r.received_at += ::time::Duration::hours(30); // same offset, a later session
+    let b = map_reading(&r, &ctx).expect("map");
+    assert_ne!(a.identifier(), b.identifier());
+    // A glucose meter's sequence number is unique: a re-read keeps the identifier.
+    let mut g = example_readings()
+        .into_iter()
+        .find(|(n, _)| *n == "blood_glucose_mass")
+        .expect("g")
+        .1;
+    g.device_time = None;
+    let a = map_reading(&g, &ctx).expect("map");
+    g.received_at += ::time::Duration::hours(30);
+    assert_eq!(
+        map_reading(&g, &ctx).expect("map").identifier(),
+        a.identifier()
+    );
+}
