@@ -380,8 +380,7 @@ fn every_profile_through_btleplug_and_bluez() {
         for (i, profile) in Profile::ALL.into_iter().enumerate() {
             let dev = mock.add_standard_device(profile, 100 + i as u16);
             let bytes = measurements(profile, 100 + i as u16, 2);
-            if profile == Profile::Glucose {
-                let meas = profile.characteristic(0x2A18);
+            if let Some(meas) = profile.record_measurement() {
                 let () = mock.call(
                     "SetStoredRecords",
                     (dev.char_path(meas), dev.char_path(profile.racp()), bytes),
@@ -400,11 +399,11 @@ fn every_profile_through_btleplug_and_bluez() {
             devices.iter().map(|(_, d)| (d.address, false)).collect();
         let mut rig = Rig::start(&allow, Default::default()).await;
         let mut kinds = Vec::new();
-        let mut glucose_sequences = Vec::new();
-        while kinds.len() < 7 {
+        let mut stored = Vec::new();
+        while kinds.len() < 9 {
             for r in rig.next().await {
                 if r.kind == Kind::BloodGlucose {
-                    glucose_sequences.push(r.sequence);
+                    stored.push((r.device.model.clone(), r.sequence));
                 }
                 if r.kind != Kind::PulseRate {
                     kinds.push(r.kind);
@@ -417,6 +416,8 @@ fn every_profile_through_btleplug_and_bluez() {
             [
                 Kind::BloodGlucose,
                 Kind::BloodGlucose,
+                Kind::BloodGlucose,
+                Kind::BloodGlucose,
                 Kind::BloodPressure,
                 Kind::BodyTemperature,
                 Kind::BodyWeight,
@@ -424,9 +425,20 @@ fn every_profile_through_btleplug_and_bluez() {
                 Kind::OxygenSaturation
             ]
         );
-        assert_eq!(glucose_sequences, [Some(1), Some(2)]);
+        // Glucose records by sequence number, CGM records by time offset (5-minute steps).
+        stored.sort();
+        let model = |m: &str| Some(m.to_owned());
+        assert_eq!(
+            stored,
+            [
+                (model("cgm"), Some(5)),
+                (model("cgm"), Some(10)),
+                (model("glucose"), Some(1)),
+                (model("glucose"), Some(2)),
+            ]
+        );
         let status = rig.status.snapshot();
-        assert_eq!(status.devices.len(), 6);
+        assert_eq!(status.devices.len(), 7);
         assert!(
             status
                 .devices

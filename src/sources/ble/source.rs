@@ -34,7 +34,10 @@ use vectorcare_hal::ble::{
 use vectorcare_hal::clock::Clock;
 
 use super::config::BleConfig;
-use super::profiles::{Profile, current_time, device_information, services, supported_services};
+use super::profiles::{
+    CGM_FEATURE, CGM_SESSION_START_TIME, Profile, cgm_e2e_crc_supported, cgm_session_start,
+    current_time, device_information, services, supported_services,
+};
 use crate::decode::gatt::racp::{
     self, FilterValue, RacpOpCode, RacpOperator, RacpRequest, RacpResponse, RacpResponseCode,
 };
@@ -568,8 +571,17 @@ impl<C: BleCentral> Shared<C> {
                 else {
                     continue;
                 };
-                if f == uuids::WEIGHT_SCALE_FEATURE {
-                    features.weight_scale = weight::decode_feature(&bytes).ok();
+                match f {
+                    uuids::WEIGHT_SCALE_FEATURE => {
+                        features.weight_scale = weight::decode_feature(&bytes).ok();
+                    }
+                    CGM_FEATURE => {
+                        features.cgm_e2e_crc = cgm_e2e_crc_supported(&bytes).unwrap_or(false);
+                    }
+                    CGM_SESSION_START_TIME => {
+                        features.cgm_session_start = cgm_session_start(&bytes);
+                    }
+                    _ => {}
                 }
             }
         }
