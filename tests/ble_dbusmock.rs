@@ -73,6 +73,28 @@ fn require_tools() {
     );
 }
 
+/// `python3 -m dbusmock` with the GATT template on the bus at `address`.
+fn spawn_mock(address: &str) -> Child {
+    let template =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_mock/gatt_template.py");
+    Command::new(PYTHON)
+        .args(["-m", "dbusmock", "--system", "--template"])
+        .arg(&template)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", address)
+        // The mock logs every call: kept next to the socket for post-mortems.
+        .stdout(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(bus_path().with_file_name("mock.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start python3 -m dbusmock")
+}
+
 /// A private bus with the BlueZ mock on it. Dropping it stops both processes.
 struct BluezMock {
     daemon: Child,
@@ -100,38 +122,39 @@ impl BluezMock {
         BufReader::new(daemon.stdout.take().expect("piped stdout"))
             .read_line(&mut line)
             .expect("dbus-daemon prints its address when ready");
-        let template =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_mock/gatt_template.py");
-        let mock = Command::new(PYTHON)
-            .args(["-m", "dbusmock", "--system", "--template"])
-            .arg(&template)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-            // The mock logs every call: kept next to the socket for post-mortems.
-            .stdout(
-                std::fs::File::create(path.with_file_name("mock.log"))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            )
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3 -m dbusmock");
+        let mock = spawn_mock(&address);
         let channel = dbus::channel::Channel::open_private(&address).expect("open private bus");
         let mut channel = channel;
         channel.register().expect("register on bus");
         let conn = Connection::from(channel);
+        let mock = BluezMock { daemon, mock, conn };
+        mock.wait_for_bluez();
+        mock
+    }
+
+    fn wait_for_bluez(&self) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let proxy = conn.with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", WAIT);
+            let proxy = self
+                .conn
+                .with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", WAIT);
             let (owned,): (bool,) = proxy
                 .method_call("org.freedesktop.DBus", "NameHasOwner", ("org.bluez",))
                 .expect("NameHasOwner");
             if owned {
-                break;
+                return;
             }
             assert!(Instant::now() < deadline, "BlueZ mock did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
-        BluezMock { daemon, mock, conn }
+    }
+
+    /// bluetoothd restarts: a fresh mock (no adapters, no agents) on the same bus.
+    fn restart_bluez(&mut self) {
+        let _ = self.mock.kill();
+        let _ = self.mock.wait();
+        self.mock = spawn_mock(&format!("unix:path={}", bus_path().display()));
+        self.wait_for_bluez();
     }
 
     fn call<A: dbus::arg::AppendAll, R: dbus::arg::ReadAll>(&self, method: &str, args: A) -> R {
@@ -586,7 +609,7 @@ fn devices_scan_lists_mocked_health_devices() {
 #[test]
 fn pairing_agent_gives_bluez_the_configured_passkey() {
     run_alone(async {
-        let mock = new_mock();
+        let mut mock = new_mock();
         let good = mock.add_standard_device(Profile::HeartRate, 4);
         let wrong = mock.add_standard_device(Profile::Thermometer, 5);
         let () = mock.call("RequirePairing", (good.path.clone(), 123_456i32));
@@ -632,7 +655,7 @@ fn pairing_agent_gives_bluez_the_configured_passkey() {
         assert!(rig.readings.try_recv().is_err());
 
         let (stop_agent, agent_stopped) = oneshot::channel::<()>();
-        let agent = tokio::spawn(PairingAgent::new(config.pairing_policy()).run(async {
+        let agent = tokio::spawn(PairingAgent::new(config.pairing_policy()).serve(async {
             let _ = agent_stopped.await;
         }));
         let got = rig.next().await;
@@ -658,15 +681,27 @@ fn pairing_agent_gives_bluez_the_configured_passkey() {
             "nothing from the unpaired thermometer"
         );
 
+        rig.stop().await;
+
+        // bluetoothd restarts and forgets every agent: the agent registers again.
+        mock.restart_bluez();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (agents,): (Vec<String>,) = mock.call("Agents", ());
+            if agents == ["/org/vectorcare/agent KeyboardOnly"] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agent not registered again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
         let _ = stop_agent.send(());
         tokio::time::timeout(WAIT, agent)
             .await
             .expect("agent stops")
-            .expect("agent did not panic")
-            .expect("agent ran and unregistered");
+            .expect("agent did not panic");
         let (agents,): (Vec<String>,) = mock.call("Agents", ());
         assert!(agents.is_empty(), "unregistered on shutdown: {agents:?}");
-        rig.stop().await;
     });
 }
 
