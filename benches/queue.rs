@@ -139,7 +139,7 @@ fn mib(bytes: u64) -> f64 {
 
 /// The physical limit: records appended to one file, one fdatasync per batch; acks appended
 /// as 8-byte ids, one fdatasync per batch too. Returns (rate, insert bytes, cycle bytes).
-fn baseline(dir: &Path, batch: usize, records: &[Vec<u8>]) -> (f64, u64, u64) {
+fn baseline(dir: &Path, batch: usize, n: usize) -> (f64, u64, u64) {
     let path = dir.join("baseline.log");
     let mut f: File = OpenOptions::new()
         .create(true)
@@ -148,19 +148,19 @@ fn baseline(dir: &Path, batch: usize, records: &[Vec<u8>]) -> (f64, u64, u64) {
         .expect("baseline file");
     let w0 = write_bytes();
     let start = Instant::now();
-    for chunk in records.chunks(batch) {
-        let mut buf = Vec::with_capacity(chunk.len() * 700);
-        for r in chunk {
+    for chunk in chunks(n, batch) {
+        let mut buf = Vec::with_capacity(chunk.len() * 800);
+        for r in &chunk {
             buf.extend_from_slice(&(r.len() as u32).to_le_bytes());
             buf.extend_from_slice(r);
         }
         f.write_all(&buf).expect("write");
         f.sync_data().expect("fdatasync");
     }
-    let rate = records.len() as f64 / start.elapsed().as_secs_f64();
+    let rate = n as f64 / start.elapsed().as_secs_f64();
     let w_insert = write_bytes() - w0;
-    for chunk in records.chunks(batch) {
-        let ids: Vec<u8> = (0..chunk.len())
+    for start in (0..n).step_by(batch) {
+        let ids: Vec<u8> = (start..(start + batch).min(n))
             .flat_map(|i| (i as u64).to_le_bytes())
             .collect();
         f.write_all(&ids).expect("write");
@@ -169,6 +169,13 @@ fn baseline(dir: &Path, batch: usize, records: &[Vec<u8>]) -> (f64, u64, u64) {
     let w_cycle = write_bytes() - w0;
     let _ = std::fs::remove_file(&path);
     (rate, w_insert, w_cycle)
+}
+
+/// Records `0..n` in batches, generated on the fly (so they do not count in peak RSS).
+fn chunks(n: usize, batch: usize) -> impl Iterator<Item = Vec<Vec<u8>>> {
+    (0..n)
+        .step_by(batch)
+        .map(move |start| (start..(start + batch).min(n)).map(observation).collect())
 }
 
 fn drain(q: &SledQueue, batch: usize) {
@@ -196,8 +203,7 @@ fn main() {
     if let Some(cache) = o.cache_bytes {
         cfg.cache_bytes = cache;
     }
-    let records: Vec<Vec<u8>> = (0..o.records).map(observation).collect();
-    let json_bytes: u64 = records.iter().map(|r| r.len() as u64).sum();
+    let json_bytes: u64 = (0..o.records).map(|i| observation(i).len() as u64).sum();
     println!(
         "queue benchmark: {} records of {:.0} B compact JSON, batch {}, sled cache {} B, dir {}",
         o.records,
@@ -208,7 +214,7 @@ fn main() {
     );
 
     // 1. Baseline.
-    let (base_rate, base_ins, base_cycle) = baseline(root.path(), o.batch, &records);
+    let (base_rate, base_ins, base_cycle) = baseline(root.path(), o.batch, o.records);
 
     // 2. sled queue: append in batches, then drain with peek + ack.
     reset_peak_rss();
@@ -216,8 +222,8 @@ fn main() {
     let q = SledQueue::open(&qdir, &cfg).expect("open");
     let w0 = write_bytes();
     let start = Instant::now();
-    for chunk in records.chunks(o.batch) {
-        q.append_blocking(chunk.to_vec()).expect("append");
+    for chunk in chunks(o.records, o.batch) {
+        q.append_blocking(chunk).expect("append");
     }
     let q_rate = o.records as f64 / start.elapsed().as_secs_f64();
     let q_ins = write_bytes() - w0;
@@ -297,8 +303,8 @@ fn main() {
         let n = o.cycle_records.min(o.records);
         let mut sizes = Vec::new();
         for _ in 0..o.cycles {
-            for chunk in records[..n].chunks(o.batch) {
-                q.append_blocking(chunk.to_vec()).expect("append");
+            for chunk in chunks(n, o.batch) {
+                q.append_blocking(chunk).expect("append");
             }
             let peak = dir_size(&ddir);
             drain(&q, o.batch);
@@ -324,13 +330,7 @@ fn main() {
     if o.reopen_records > 0 {
         let rdir = root.path().join("r");
         let q = SledQueue::open(&rdir, &cfg).expect("open");
-        let mut n = 0;
-        while n < o.reopen_records {
-            let end = (n + 1000).min(o.reopen_records);
-            let chunk: Vec<Vec<u8>> = (n..end)
-                .map(|i| records[i % records.len()].clone())
-                .collect();
-            n = end;
+        for chunk in chunks(o.reopen_records, 1000) {
             q.append_blocking(chunk).expect("append");
         }
         q.close().expect("close");

@@ -43,7 +43,7 @@ async fn keygen_then_auth_check_against_the_double() {
     std::fs::write(
         &config,
         format!(
-            "[upload]\nfhir_base_url = \"{}\"\nclient_id = \"gw-cli\"\nprivate_key = \"{}\"\n\
+            "[gateway]\nid = \"hub-cli\"\npatient = \"Patient/cli\"\n\n[upload]\nfhir_base_url = \"{}\"\nclient_id = \"gw-cli\"\nprivate_key = \"{}\"\n\
              active_kid = \"{kid}\"\nallow_unsynchronized_clock = true\n",
             double.fhir_base_url(),
             key_path.display()

@@ -6,10 +6,10 @@ use clap::{Parser, Subcommand};
 pub mod auth;
 pub mod decode;
 pub mod demo;
+pub mod devices;
 pub mod keygen;
 pub mod queue;
 mod queue_export;
-pub mod devices;
 pub mod run;
 pub mod validate;
 

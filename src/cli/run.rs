@@ -34,15 +34,8 @@ pub fn execute(args: Args) -> Outcome {
                 }
             }
         };
-        let result = runtime::run(
-            &config,
-            hardware,
-            queue.clone(),
-            Arc::new(NoObserver),
-            None,
-            stop,
-        )
-        .await;
+        let result =
+            runtime::run(&config, hardware, queue.clone(), Arc::new(NoObserver), stop).await;
         close_queue(queue);
         result.map(|_| ()).map_err(runtime_failure)
     })
@@ -80,6 +73,7 @@ pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
     let code = match &err {
         RuntimeError::Queue { .. } => exit::UNAVAILABLE,
         RuntimeError::TaskEnded(_) => exit::SOFTWARE,
+        RuntimeError::Upload(_) => exit::CONFIG,
     };
     Failure::new(code, err.to_string())
 }

@@ -31,6 +31,7 @@ pub struct RawConfig {
     pub clock: gateway::RawClockConfig,
     pub queue: crate::queue::RawQueueConfig,
     pub sources: sources::RawSourcesConfig,
+    pub upload: Option<crate::upload::RawUploadConfig>,
 }
 
 /// The validated configuration every component is built from.
@@ -41,6 +42,8 @@ pub struct Config {
     pub clock: ClockConfig,
     pub queue: crate::queue::QueueConfig,
     pub sources: sources::SourcesConfig,
+    /// `None`: readings are queued but not uploaded (the section is absent).
+    pub upload: Option<crate::upload::UploadConfig>,
 }
 
 /// Why a configuration could not be loaded.
@@ -151,12 +154,20 @@ impl RawConfig {
         let clock = self.clock.validate("clock", problems);
         let queue = self.queue.validate("queue", problems);
         let sources = self.sources.validate("sources", problems);
+        let upload = self
+            .upload
+            .as_ref()
+            .map(|raw| raw.validate("upload", problems));
         Some(Config {
             gateway: gateway?,
             log: log?,
             clock: clock?,
             queue: queue?,
             sources: sources?,
+            upload: match upload {
+                Some(validated) => Some(validated?),
+                None => None,
+            },
         })
     }
 }

@@ -110,7 +110,11 @@ impl DeviceIdPattern {
         let mut rest = template;
         while let Some(open) = rest.find('{') {
             match rest[open..].find('}') {
-                Some(close) if rest[open + 1..open + close].chars().all(|c| c.is_ascii_digit()) => {
+                Some(close)
+                    if rest[open + 1..open + close]
+                        .chars()
+                        .all(|c| c.is_ascii_digit()) =>
+                {
                     pieces.push(rest[..open].to_owned());
                     rest = &rest[open + close + 1..];
                 }
@@ -122,7 +126,10 @@ impl DeviceIdPattern {
     }
 
     fn matches(&self, id: &str) -> bool {
-        let (first, others) = self.pieces.split_first().expect("invariant: at least one piece");
+        let (first, others) = self
+            .pieces
+            .split_first()
+            .expect("invariant: at least one piece");
         let Some(mut rest) = id.strip_prefix(first.as_str()) else {
             return false;
         };

@@ -37,6 +37,9 @@ pub enum RuntimeError {
         #[source]
         source: QueueError,
     },
+    /// The upload side cannot be built (private key, CA or client certificate files).
+    #[error("upload configuration: {0}")]
+    Upload(#[from] crate::upload::build::UploadBuildError),
     /// A pipeline task ended on its own; the process should exit non-zero so systemd restarts it.
     #[error("pipeline task `{0}` ended unexpectedly")]
     TaskEnded(String),
@@ -58,7 +61,6 @@ pub async fn run(
     hardware: Hardware,
     queue: Arc<SledQueue>,
     observer: Arc<dyn IngestObserver>,
-    uploader: Option<pipeline::UploaderStarter>,
     stop: impl Future<Output = String>,
 ) -> Result<RunOutcome, RuntimeError> {
     let notifier = Notifier::from_env();
@@ -70,6 +72,13 @@ pub async fn run(
     } else if !sync.is_synchronized() {
         tracing::warn!(state = ?sync, "system clock not synchronised yet: no token is signed until it is");
     }
+    let uploader = match &config.upload {
+        Some(upload) => Some(uploader_starter(upload, queue.clone(), &hardware)?),
+        None => {
+            tracing::warn!("no [upload] section: readings are queued but not uploaded");
+            None
+        }
+    };
     let pipeline = Pipeline {
         queue: queue.clone() as Arc<dyn DurableQueue>,
         map: build::mapper(config),
@@ -82,4 +91,19 @@ pub async fn run(
         StopReason::TaskEnded(task) => Err(RuntimeError::TaskEnded(task.clone())),
         StopReason::Requested(_) => Ok(outcome),
     }
+}
+
+fn uploader_starter(
+    upload: &crate::upload::UploadConfig,
+    queue: Arc<SledQueue>,
+    hardware: &Hardware,
+) -> Result<pipeline::UploaderStarter, RuntimeError> {
+    let uploader = crate::upload::build::uploader(upload, queue, hardware.clock.clone())?;
+    Ok(Box::new(move |shutdown: Shutdown| {
+        Box::pin(async move {
+            if let Err(err) = uploader.run(shutdown.wait()).await {
+                tracing::error!(error = %err, "uploader stopped");
+            }
+        })
+    }))
 }

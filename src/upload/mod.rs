@@ -7,6 +7,7 @@
 //! | `config.rs` | `[upload]` config → `UploadConfig` |
 //! | `keys.rs` | client signing keys: generation, loading (refuses group/other-readable files), JWKS |
 //! | `assertion.rs` | the signed client assertion (JWT) |
+//! | `build.rs` | building client, authorizer and uploader from `UploadConfig` |
 //! | `auth.rs` | discovery, token requests, token cache, clock gate |
 //! | `client.rs` | the HTTP client (TLS, timeouts, pooling) and the Bundle POST |
 //! | `retry.rs` | what a response means, backoff with full jitter, Retry-After |
@@ -14,6 +15,7 @@
 
 pub mod assertion;
 pub mod auth;
+pub mod build;
 pub mod client;
 pub mod config;
 pub mod keys;
