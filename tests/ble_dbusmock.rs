@@ -73,6 +73,28 @@ fn require_tools() {
     );
 }
 
+/// `python3 -m dbusmock` with the GATT template on the bus at `address`.
+fn spawn_mock(address: &str) -> Child {
+    let template =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_mock/gatt_template.py");
+    Command::new(PYTHON)
+        .args(["-m", "dbusmock", "--system", "--template"])
+        .arg(&template)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", address)
+        // The mock logs every call: kept next to the socket for post-mortems.
+        .stdout(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(bus_path().with_file_name("mock.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start python3 -m dbusmock")
+}
+
 /// A private bus with the BlueZ mock on it. Dropping it stops both processes.
 struct BluezMock {
     daemon: Child,
@@ -100,38 +122,39 @@ impl BluezMock {
         BufReader::new(daemon.stdout.take().expect("piped stdout"))
             .read_line(&mut line)
             .expect("dbus-daemon prints its address when ready");
-        let template =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_mock/gatt_template.py");
-        let mock = Command::new(PYTHON)
-            .args(["-m", "dbusmock", "--system", "--template"])
-            .arg(&template)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
-            // The mock logs every call: kept next to the socket for post-mortems.
-            .stdout(
-                std::fs::File::create(path.with_file_name("mock.log"))
-                    .map(Stdio::from)
-                    .unwrap_or_else(|_| Stdio::null()),
-            )
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start python3 -m dbusmock");
+        let mock = spawn_mock(&address);
         let channel = dbus::channel::Channel::open_private(&address).expect("open private bus");
         let mut channel = channel;
         channel.register().expect("register on bus");
         let conn = Connection::from(channel);
+        let mock = BluezMock { daemon, mock, conn };
+        mock.wait_for_bluez();
+        mock
+    }
+
+    fn wait_for_bluez(&self) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let proxy = conn.with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", WAIT);
+            let proxy = self
+                .conn
+                .with_proxy("org.freedesktop.DBus", "/org/freedesktop/DBus", WAIT);
             let (owned,): (bool,) = proxy
                 .method_call("org.freedesktop.DBus", "NameHasOwner", ("org.bluez",))
                 .expect("NameHasOwner");
             if owned {
-                break;
+                return;
             }
             assert!(Instant::now() < deadline, "BlueZ mock did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
-        BluezMock { daemon, mock, conn }
+    }
+
+    /// bluetoothd restarts: a fresh mock (no adapters, no agents) on the same bus.
+    fn restart_bluez(&mut self) {
+        let _ = self.mock.kill();
+        let _ = self.mock.wait();
+        self.mock = spawn_mock(&format!("unix:path={}", bus_path().display()));
+        self.wait_for_bluez();
     }
 
     fn call<A: dbus::arg::AppendAll, R: dbus::arg::ReadAll>(&self, method: &str, args: A) -> R {
@@ -380,8 +403,7 @@ fn every_profile_through_btleplug_and_bluez() {
         for (i, profile) in Profile::ALL.into_iter().enumerate() {
             let dev = mock.add_standard_device(profile, 100 + i as u16);
             let bytes = measurements(profile, 100 + i as u16, 2);
-            if profile == Profile::Glucose {
-                let meas = profile.characteristic(0x2A18);
+            if let Some(meas) = profile.record_measurement() {
                 let () = mock.call(
                     "SetStoredRecords",
                     (dev.char_path(meas), dev.char_path(profile.racp()), bytes),
@@ -400,11 +422,11 @@ fn every_profile_through_btleplug_and_bluez() {
             devices.iter().map(|(_, d)| (d.address, false)).collect();
         let mut rig = Rig::start(&allow, Default::default()).await;
         let mut kinds = Vec::new();
-        let mut glucose_sequences = Vec::new();
-        while kinds.len() < 7 {
+        let mut stored = Vec::new();
+        while kinds.len() < 9 {
             for r in rig.next().await {
                 if r.kind == Kind::BloodGlucose {
-                    glucose_sequences.push(r.sequence);
+                    stored.push((r.device.model.clone(), r.sequence));
                 }
                 if r.kind != Kind::PulseRate {
                     kinds.push(r.kind);
@@ -417,6 +439,8 @@ fn every_profile_through_btleplug_and_bluez() {
             [
                 Kind::BloodGlucose,
                 Kind::BloodGlucose,
+                Kind::BloodGlucose,
+                Kind::BloodGlucose,
                 Kind::BloodPressure,
                 Kind::BodyTemperature,
                 Kind::BodyWeight,
@@ -424,9 +448,20 @@ fn every_profile_through_btleplug_and_bluez() {
                 Kind::OxygenSaturation
             ]
         );
-        assert_eq!(glucose_sequences, [Some(1), Some(2)]);
+        // Glucose records by sequence number, CGM records by time offset (5-minute steps).
+        stored.sort();
+        let model = |m: &str| Some(m.to_owned());
+        assert_eq!(
+            stored,
+            [
+                (model("cgm"), Some(5)),
+                (model("cgm"), Some(10)),
+                (model("glucose"), Some(1)),
+                (model("glucose"), Some(2)),
+            ]
+        );
         let status = rig.status.snapshot();
-        assert_eq!(status.devices.len(), 6);
+        assert_eq!(status.devices.len(), 7);
         assert!(
             status
                 .devices
@@ -574,7 +609,7 @@ fn devices_scan_lists_mocked_health_devices() {
 #[test]
 fn pairing_agent_gives_bluez_the_configured_passkey() {
     run_alone(async {
-        let mock = new_mock();
+        let mut mock = new_mock();
         let good = mock.add_standard_device(Profile::HeartRate, 4);
         let wrong = mock.add_standard_device(Profile::Thermometer, 5);
         let () = mock.call("RequirePairing", (good.path.clone(), 123_456i32));
@@ -620,7 +655,7 @@ fn pairing_agent_gives_bluez_the_configured_passkey() {
         assert!(rig.readings.try_recv().is_err());
 
         let (stop_agent, agent_stopped) = oneshot::channel::<()>();
-        let agent = tokio::spawn(PairingAgent::new(config.pairing_policy()).run(async {
+        let agent = tokio::spawn(PairingAgent::new(config.pairing_policy()).serve(async {
             let _ = agent_stopped.await;
         }));
         let got = rig.next().await;
@@ -646,15 +681,27 @@ fn pairing_agent_gives_bluez_the_configured_passkey() {
             "nothing from the unpaired thermometer"
         );
 
+        rig.stop().await;
+
+        // bluetoothd restarts and forgets every agent: the agent registers again.
+        mock.restart_bluez();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let (agents,): (Vec<String>,) = mock.call("Agents", ());
+            if agents == ["/org/vectorcare/agent KeyboardOnly"] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "agent not registered again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
         let _ = stop_agent.send(());
         tokio::time::timeout(WAIT, agent)
             .await
             .expect("agent stops")
-            .expect("agent did not panic")
-            .expect("agent ran and unregistered");
+            .expect("agent did not panic");
         let (agents,): (Vec<String>,) = mock.call("Agents", ());
         assert!(agents.is_empty(), "unregistered on shutdown: {agents:?}");
-        rig.stop().await;
     });
 }
 

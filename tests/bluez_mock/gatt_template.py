@@ -16,7 +16,8 @@ Tests play the device through the org.bluez.Mock interface on '/':
   Advertise(device)           one more advertisement (RSSI update) while discovering
   DropLink(device)            the link is lost (Connected and ServicesResolved go false)
   FailNext(path, method, error_name, message)   the next call of `method` on `path` fails
-  SetStoredRecords(measurement_char, racp_char, records)   a Glucose-style RACP record store
+  SetStoredRecords(measurement_char, racp_char, records)   a RACP record store, keyed by
+                              sequence number (Glucose) or time offset (CGM)
   StoredSequences(racp_char) -> aq           ConnectCount(device) -> u   Writes(char) -> aay
   RequirePairing(device, passkey)  subscribing pairs first, asking the default Agent1 for the
                                    passkey (-1: Just Works)      PairingLog(device) -> as
@@ -512,10 +513,16 @@ def FailNext(_self, path, method, error_name, message):
 @dbus.service.method(MOCK_IFACE, in_signature='ooaay', out_signature='')
 def SetStoredRecords(_self, measurement_path, racp_path, records):
     records = [[int(b) for b in r] for r in records]
+    measurement = mockobject.objects[str(measurement_path)]
+    if measurement.props[CHAR_IFACE]['UUID'].startswith('00002aa7'):
+        # CGM Measurement: size, flags, glucose (SFLOAT), then the time offset (u16 LE).
+        key = lambda r: r[4] | (r[5] << 8)  # noqa: E731
+    else:
+        # Glucose Measurement: flags (1 byte), then the sequence number (u16 LE).
+        key = lambda r: r[1] | (r[2] << 8)  # noqa: E731
     mockobject.objects[str(racp_path)].racp = {
         'measurement': str(measurement_path),
-        # Glucose Measurement: flags (1 byte), then the sequence number (u16 LE).
-        'records': {r[1] | (r[2] << 8): r for r in records},
+        'records': {key(r): r for r in records},
     }
 
 

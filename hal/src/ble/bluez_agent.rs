@@ -30,6 +30,11 @@ use super::{BleAddress, BleError, bluez_error};
 pub const AGENT_PATH: &str = "/org/vectorcare/agent";
 const AGENT_IFACE: &str = "org.bluez.Agent1";
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the agent checks that bluetoothd (the owner of `org.bluez`) is the one it
+/// registered with.
+const OWNER_CHECK: Duration = Duration::from_secs(2);
+/// Longest wait between registration attempts in [`PairingAgent::serve`].
+const RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Which devices the agent pairs with, and with what passkey.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -137,16 +142,21 @@ impl PairingAgent {
                 true
             }),
         );
-        let registered = async {
+        // Everything after connecting runs while `resource` is polled: it is what moves
+        // replies (and BlueZ's calls to the agent) through the connection.
+        let work = async {
             let manager = Proxy::new("org.bluez", "/org/bluez", CALL_TIMEOUT, conn.clone());
             let agent = Path::from(AGENT_PATH);
+            let dbus_error =
+                |e: dbus::Error| bluez_error(e.name().unwrap_or(""), e.message().unwrap_or(""));
             manager
                 .method_call::<(), _, _, _>(
                     "org.bluez.AgentManager1",
                     "RegisterAgent",
                     (agent.clone(), policy.capability()),
                 )
-                .await?;
+                .await
+                .map_err(dbus_error)?;
             manager
                 .method_call::<(), _, _, _>(
                     "org.bluez.AgentManager1",
@@ -154,23 +164,43 @@ impl PairingAgent {
                     (agent,),
                 )
                 .await
+                .map_err(dbus_error)?;
+            tracing::info!(
+                capability = policy.capability(),
+                "BlueZ pairing agent registered"
+            );
+            // bluetoothd forgets agents when it restarts: watch who owns its bus name and
+            // report a change, so `serve` registers again.
+            let bluez_owner = || async {
+                Proxy::new(
+                    "org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    CALL_TIMEOUT,
+                    conn.clone(),
+                )
+                .method_call::<(String,), _, _, _>(
+                    "org.freedesktop.DBus",
+                    "GetNameOwner",
+                    ("org.bluez",),
+                )
+                .await
+                .map(|(owner,)| owner)
+                .ok()
+            };
+            let owner = bluez_owner().await;
+            loop {
+                tokio::time::sleep(OWNER_CHECK).await;
+                if bluez_owner().await != owner {
+                    return Err(BleError::AdapterUnavailable("bluetoothd restarted".into()));
+                }
+            }
         };
         tokio::pin!(resource);
-        let result = tokio::select! {
+        tokio::pin!(shutdown);
+        let outcome: Result<(), BleError> = tokio::select! {
             lost = &mut resource => Err(BleError::AdapterUnavailable(format!("D-Bus connection lost: {lost}"))),
-            r = registered => r.map_err(|e| bluez_error(e.name().unwrap_or(""), e.message().unwrap_or(""))),
-        };
-        if let Err(e) = result {
-            conn.stop_receive(token);
-            return Err(e);
-        }
-        tracing::info!(
-            capability = policy.capability(),
-            "BlueZ pairing agent registered"
-        );
-        let outcome = tokio::select! {
-            lost = &mut resource => Err(BleError::AdapterUnavailable(format!("D-Bus connection lost: {lost}"))),
-            () = shutdown => Ok(()),
+            r = work => r,
+            () = &mut shutdown => Ok(()),
         };
         if outcome.is_ok() {
             let manager = Proxy::new("org.bluez", "/org/bluez", CALL_TIMEOUT, conn.clone());
@@ -187,6 +217,44 @@ impl PairingAgent {
         }
         conn.stop_receive(token);
         outcome
+    }
+}
+
+impl PairingAgent {
+    /// Keeps the agent registered until `shutdown`: registers, and registers again whenever
+    /// BlueZ was unreachable or restarted (retry after 1 s, doubling up to 60 s). On shutdown
+    /// the agent unregisters. This is the future the runtime spawns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::pin!(shutdown);
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let mut stopped = stopped.clone();
+            let run = self.clone().run(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            });
+            tokio::pin!(run);
+            let result = tokio::select! {
+                r = &mut run => r,
+                () = &mut shutdown => {
+                    let _ = stop.send(true);
+                    // Let it unregister; BlueZ also drops it when the connection closes.
+                    let _ = tokio::time::timeout(CALL_TIMEOUT, &mut run).await;
+                    return;
+                }
+            };
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_s = delay.as_secs(), "pairing agent not registered; retrying");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = &mut shutdown => return,
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
     }
 }
 

@@ -136,7 +136,7 @@ impl RawBleConfig {
                         problems.push(
                             join(&at, "profile"),
                             format!("unknown profile {name:?}"),
-                            Some("one of heart_rate, blood_pressure, thermometer, pulse_oximeter, weight_scale, glucose"),
+                            Some("one of heart_rate, blood_pressure, thermometer, pulse_oximeter, weight_scale, glucose, cgm"),
                         );
                         None
                     }
@@ -145,8 +145,8 @@ impl RawBleConfig {
             if raw.delete_after_upload && profile.is_some_and(|p| !p.uses_racp()) {
                 problems.push(
                     join(&at, "delete_after_upload"),
-                    "only devices with stored records (glucose) can delete them",
-                    Some("remove delete_after_upload or set profile = \"glucose\""),
+                    "only devices with stored records (glucose, cgm) can delete them",
+                    Some("remove delete_after_upload or set profile = \"glucose\" or \"cgm\""),
                 );
             }
             if raw.passkey.is_some_and(|k| k > 999_999) {

@@ -4,14 +4,18 @@
 //! |---|---|
 //! | [`config`] | `[sources.ble]`: raw serde form → validated `BleConfig` |
 //! | [`profiles`] | which services/characteristics make up each supported profile |
-//! | [`source`] | the source future: discovery, scan watchdog, per-device sessions, RACP |
+//! | [`source`] | the source future: adapter supervision, discovery, scan watchdog, backoff |
+//! | `session` | one connection to one device: identity, features, clock, subscriptions, RACP |
+//! | [`status`] | status for `status`; the stored-record progress the uploader provides |
 //! | [`simulated`] | standard-profile devices for hal's simulator (demo, tests) |
 //! | `tests` | the source driven through the simulator |
 
 pub mod config;
 pub mod profiles;
+mod session;
 pub mod simulated;
 pub mod source;
+pub mod status;
 
 #[cfg(test)]
 mod tests;

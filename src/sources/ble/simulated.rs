@@ -19,13 +19,16 @@ use vectorcare_hal::ble::{
     BleAddress, BleError, CharProps, CharacteristicRef, Notification, uuid16,
 };
 
-use super::profiles::{GLUCOSE_FEATURE, Profile, current_time, device_information, services};
+use super::profiles::{
+    CGM_FEATURE, CGM_SESSION_START_TIME, GLUCOSE_FEATURE, Profile, current_time,
+    device_information, services,
+};
 use crate::decode::EncodeError;
 use crate::decode::gatt::racp::{
     FilterValue, RacpOpCode, RacpOperator, RacpResponse, RacpResponseCode,
 };
 use crate::decode::gatt::{
-    blood_pressure, clock, glucose, heart_rate, plx, racp, thermometer, uuids, weight,
+    blood_pressure, cgm, clock, glucose, heart_rate, plx, racp, thermometer, uuids, weight,
 };
 use crate::reading::{Decimal, DeviceTime, MeasuredValue};
 
@@ -54,6 +57,13 @@ fn device_time(at: OffsetDateTime) -> DeviceTime {
         minutes: at.minute(),
         seconds: at.second(),
     }
+}
+
+/// Simulated CGM sessions started a day before the process: record offsets (5 min apart)
+/// then give past device times.
+fn cgm_session_start_time() -> DeviceTime {
+    static START: std::sync::OnceLock<DeviceTime> = std::sync::OnceLock::new();
+    *START.get_or_init(|| device_time(OffsetDateTime::now_utc() - time::Duration::days(1)))
 }
 
 fn current_time_bytes() -> Vec<u8> {
@@ -112,6 +122,19 @@ pub fn standard_spec(profile: Profile, seed: u16) -> Result<PeripheralSpec, Enco
                     weight_resolution: 0,
                     height_resolution: 0,
                 })?,
+            ));
+        }
+        Profile::Cgm => {
+            chars.push(c(uuids::CGM_MEASUREMENT, CharProps::NOTIFY));
+            // Features: none (so no E2E-CRC); type 1 capillary whole blood, location 1 finger;
+            // E2E-CRC field 0xFFFF as the spec wants when CRCs are not supported.
+            chars.push(c(CGM_FEATURE, CharProps::READ).with_value(vec![0, 0, 0, 0x11, 0xFF, 0xFF]));
+            let mut start = clock::encode_date_time(&cgm_session_start_time());
+            start.extend([0, 0]); // time zone UTC, no DST
+            chars.push(c(CGM_SESSION_START_TIME, CharProps::READ).with_value(start));
+            chars.push(c(
+                uuids::RECORD_ACCESS_CONTROL_POINT,
+                CharProps::WRITE_INDICATE,
             ));
         }
         Profile::Glucose => {
@@ -229,14 +252,10 @@ pub fn standard_device(
 ) -> Result<SimulatedHealthDevice, EncodeError> {
     let device = central.add_device(standard_spec(profile, seed)?);
     let records = Arc::new(Mutex::new(BTreeMap::new()));
-    if profile.uses_racp() {
+    if let Some(measurement) = profile.record_measurement() {
         device.on_write(
             profile.racp(),
-            racp_handler(
-                records.clone(),
-                profile.characteristic(uuids::GLUCOSE_MEASUREMENT),
-                profile.racp(),
-            ),
+            racp_handler(records.clone(), measurement, profile.racp()),
         );
     }
     Ok(SimulatedHealthDevice {
@@ -262,7 +281,8 @@ impl SimulatedHealthDevice {
         self.device.address()
     }
 
-    /// Sequence numbers of the glucose records still stored on the device.
+    /// Keys of the records still stored on the device: sequence numbers (glucose) or time
+    /// offsets in minutes (CGM).
     pub fn stored_sequences(&self) -> Vec<u16> {
         self.records
             .lock()
@@ -282,7 +302,7 @@ impl SimulatedHealthDevice {
     }
 
     /// Takes one measurement: pushes it (delivered now or on the next connection), or for a
-    /// glucose meter stores it as the next record. Returns the encoded bytes.
+    /// glucose meter or CGM stores it as the next record. Returns the encoded bytes.
     pub fn measure(&mut self) -> Result<Vec<u8>, EncodeError> {
         let now = device_time(OffsetDateTime::now_utc());
         let n = |m: i64, e: i8| MeasuredValue::Number(Decimal::new(m, e));
@@ -347,6 +367,25 @@ impl SimulatedHealthDevice {
                     bmi_and_height: None,
                 })?,
             ),
+            Profile::Cgm => {
+                let offset = self.next_sequence.wrapping_mul(5);
+                self.next_sequence = self.next_sequence.wrapping_add(1);
+                let bytes = cgm::encode(&[cgm::CgmRecord {
+                    glucose: n(self.next_in(70, 180), 0),
+                    time_offset_minutes: offset,
+                    warning: None,
+                    cal_temp: None,
+                    status: None,
+                    trend: None,
+                    quality: None,
+                    e2e_crc: false,
+                }])?;
+                self.records
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(offset, bytes.clone());
+                return Ok(bytes);
+            }
             Profile::Glucose => {
                 let sequence = self.next_sequence;
                 self.next_sequence = self.next_sequence.wrapping_add(1);

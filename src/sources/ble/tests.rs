@@ -133,7 +133,7 @@ async fn every_profile_delivers_its_readings() {
             Profile::Thermometer => &[Kind::BodyTemperature],
             Profile::PulseOximeter => &[Kind::OxygenSaturation, Kind::PulseRate],
             Profile::WeightScale => &[Kind::BodyWeight],
-            Profile::Glucose => &[Kind::BloodGlucose],
+            Profile::Glucose | Profile::Cgm => &[Kind::BloodGlucose],
         };
         assert_eq!(kinds, expected, "{profile:?}");
         let r = &first[0];
@@ -163,10 +163,14 @@ async fn every_profile_delivers_its_readings() {
                 assert!((361..=378).contains(&m), "{m}");
             }
             Profile::Glucose => assert_eq!(r.sequence, Some(1)),
+            Profile::Cgm => {
+                assert_eq!(r.sequence, Some(5), "CGM records are keyed by time offset");
+                assert!(r.device_time.is_some(), "session start time read");
+            }
             _ => {}
         }
-        // A measurement taken while connected arrives too (glucose: on the next fetch).
-        if profile != Profile::Glucose {
+        // A measurement taken while connected arrives too (stored records: on the next fetch).
+        if !profile.uses_racp() {
             dev.measure().expect("measure");
             assert_eq!(rig.next().await[0].kind, expected[0], "{profile:?}");
         }
@@ -484,5 +488,40 @@ async fn a_panicking_library_task_does_not_stop_the_source() {
     assert!(library_task.await.expect_err("task panicked").is_panic());
     dev.measure().expect("measure");
     assert_eq!(rig.next().await[0].kind, Kind::HeartRate);
+    rig.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cgm_records_fetched_by_time_offset_and_deleted_after_confirmation() {
+    let central = SimulatedCentral::new();
+    let mut dev = standard_device(&central, Profile::Cgm, 12).expect("encodable");
+    for _ in 0..3 {
+        dev.measure().expect("measure");
+    }
+    assert_eq!(dev.stored_sequences(), [5, 10, 15]);
+    let progress = Arc::new(InMemoryProgress::default());
+    let mut rig = Rig::start(&central, raw(&[(&dev, true)]), progress.clone(), 0);
+    let mut offsets = Vec::new();
+    for _ in 0..3 {
+        offsets.extend(rig.next().await.iter().filter_map(|r| r.sequence));
+    }
+    assert_eq!(offsets, [5, 10, 15]);
+    progress.confirm(dev.address(), 10);
+    dev.device().drop_link();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        dev.stored_sequences(),
+        [15],
+        "confirmed records deleted, the rest kept"
+    );
+    let writes: Vec<Vec<u8>> = dev.device().writes().into_iter().map(|(_, w)| w).collect();
+    assert_eq!(
+        writes,
+        [
+            vec![1, 1],           // report all
+            vec![1, 3, 1, 16, 0], // report time offset ≥ 16
+            vec![2, 2, 1, 10, 0], // delete time offset ≤ 10
+        ]
+    );
     rig.stop().await;
 }
