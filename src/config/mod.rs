@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub queue: crate::queue::RawQueueConfig,
     pub sources: sources::RawSourcesConfig,
     pub upload: Option<crate::upload::RawUploadConfig>,
+    pub fhir: crate::fhir::config::RawMappingConfig,
 }
 
 /// The validated configuration every component is built from.
@@ -44,6 +45,7 @@ pub struct Config {
     pub sources: sources::SourcesConfig,
     /// `None`: readings are queued but not uploaded (the section is absent).
     pub upload: Option<crate::upload::UploadConfig>,
+    pub fhir: crate::fhir::config::MappingConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -158,6 +160,7 @@ impl RawConfig {
             .upload
             .as_ref()
             .map(|raw| raw.validate("upload", problems));
+        let fhir = self.fhir.validate("fhir", problems);
         Some(Config {
             gateway: gateway?,
             log: log?,
@@ -168,6 +171,7 @@ impl RawConfig {
                 Some(validated) => Some(validated?),
                 None => None,
             },
+            fhir: fhir?,
         })
     }
 }

@@ -1,59 +1,31 @@
-//! `[fhir]` mapping section (optional): how Observations are identified and who the
-//! patient and gateway are. The lead wires it into the top-level config.
+//! `[fhir]` section (optional): how Observations are identified on the server. Who the
+//! patient and the gateway are lives in `[gateway]` (`config::gateway`).
 
 use serde::Deserialize;
 
-use super::GatewayIdentity;
 use crate::config::problems::{Problems, join};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RawMappingConfig {
-    /// "Patient/123", an absolute Patient URL or a urn:uuid.
-    #[serde(default)]
-    pub patient: Option<String>,
-    /// Observation.identifier system; default `urn:vectorcare:observation`.
+    /// Observation.identifier system; default [`super::identity::DEFAULT_OBSERVATION_SYSTEM`].
     #[serde(default)]
     pub identifier_system: Option<String>,
-    /// Gateway Device identifier (default: "vectorcare-gateway").
-    #[serde(default)]
-    pub gateway_id: Option<String>,
+    /// Serial number of the hub, carried on the gateway Device.
     #[serde(default)]
     pub gateway_serial: Option<String>,
-    #[serde(default)]
-    pub gateway_name: Option<String>,
 }
 
 /// Validated mapping settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MappingConfig {
-    pub patient: Option<String>,
     pub identifier_system: Option<String>,
-    pub gateway: GatewayIdentity,
-}
-
-impl MappingConfig {
-    pub fn map_context(&self) -> super::MapContext {
-        super::MapContext {
-            patient: self.patient.clone(),
-            gateway: self.gateway.clone(),
-            identifier_system: self.identifier_system.clone(),
-        }
-    }
+    pub gateway_serial: Option<String>,
 }
 
 impl RawMappingConfig {
     pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<MappingConfig> {
         let before = problems.len();
-        if let Some(p) = &self.patient
-            && !super::observation::is_valid_reference(p)
-        {
-            problems.push(
-                join(path, "patient"),
-                "not a FHIR reference",
-                Some("write Patient/<id> (e.g. Patient/123), an absolute URL or urn:uuid:<uuid>"),
-            );
-        }
         if let Some(s) = &self.identifier_system
             && !(s.starts_with("urn:") || s.starts_with("http://") || s.starts_with("https://"))
         {
@@ -63,30 +35,19 @@ impl RawMappingConfig {
                 Some("use a urn: or https:// URI that your organisation controls"),
             );
         }
-        if self.gateway_id.as_deref().is_some_and(str::is_empty) {
+        if self.gateway_serial.as_deref().is_some_and(str::is_empty) {
             problems.push(
-                join(path, "gateway_id"),
+                join(path, "gateway_serial"),
                 "must not be empty",
-                Some("leave it out for the default or give this hub a stable name"),
+                Some("leave it out or write the hub's serial number"),
             );
         }
         if problems.len() > before {
             return None;
         }
         Some(MappingConfig {
-            patient: self.patient.clone(),
             identifier_system: self.identifier_system.clone(),
-            gateway: GatewayIdentity {
-                id: self
-                    .gateway_id
-                    .clone()
-                    .unwrap_or_else(|| "vectorcare-gateway".into()),
-                serial: self.gateway_serial.clone(),
-                name: self
-                    .gateway_name
-                    .clone()
-                    .unwrap_or_else(|| "VectorCare Gateway".into()),
-            },
+            gateway_serial: self.gateway_serial.clone(),
         })
     }
 }
@@ -102,20 +63,15 @@ mod tests {
             .validate("fhir", &mut problems)
             .expect("defaults are valid");
         assert!(problems.is_empty());
-        assert_eq!(ok.gateway.id, "vectorcare-gateway");
-        assert_eq!(ok.patient, None);
+        assert_eq!(ok, MappingConfig::default());
 
-        let raw: RawMappingConfig = toml::from_str(
-            "patient = \"123\"\nidentifier_system = \"my-system\"\ngateway_id = \"\"",
-        )
-        .expect("parses");
+        let raw: RawMappingConfig =
+            toml::from_str("identifier_system = \"my-system\"\ngateway_serial = \"\"")
+                .expect("parses");
         let mut problems = Problems::new();
         assert!(raw.validate("fhir", &mut problems).is_none());
         let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["fhir.patient", "fhir.identifier_system", "fhir.gateway_id"]
-        );
-        assert!(toml::from_str::<RawMappingConfig>("pateint = \"Patient/1\"").is_err());
+        assert_eq!(paths, ["fhir.identifier_system", "fhir.gateway_serial"]);
+        assert!(toml::from_str::<RawMappingConfig>("identifer_system = \"urn:x\"").is_err());
     }
 }

@@ -59,14 +59,18 @@ impl Hardware {
 pub fn mapper(config: &Config) -> Arc<MapFn> {
     let gateway = GatewayIdentity {
         id: config.gateway.id.clone(),
-        serial: None,
+        serial: config.fhir.gateway_serial.clone(),
         name: config
             .gateway
             .name
             .clone()
             .unwrap_or_else(|| format!("VectorCare Gateway {}", config.gateway.id)),
     };
-    let default_context = MapContext::new(Some(config.gateway.patient.clone()), gateway);
+    let default_context = MapContext {
+        patient: Some(config.gateway.patient.clone()),
+        gateway,
+        identifier_system: config.fhir.identifier_system.clone(),
+    };
     // Device ids may be templates ("mqtt:{1}" = whatever the topic's first `+` matched).
     let mut per_device: Vec<(DeviceIdPattern, MapContext)> = Vec::new();
     let overrides = config
@@ -207,8 +211,9 @@ pub fn sources(config: &Config, hardware: &Hardware) -> Vec<(String, SourceStart
     starters
 }
 
-/// Opens the BlueZ adapter, retrying while it is missing (no adapter, bluetoothd down), then
-/// runs the BLE source.
+/// Opens the BlueZ adapter, retrying while D-Bus is unreachable, then runs the BLE source
+/// together with the pairing agent (devices that refuse notifications on an unencrypted link
+/// pair through it). A failing agent is logged and does not stop the source.
 async fn run_bluez(
     config: crate::sources::ble::config::BleConfig,
     sink: ReadingSink,
@@ -216,6 +221,7 @@ async fn run_bluez(
     clock: Arc<dyn Clock>,
     mut shutdown: Shutdown,
 ) {
+    use vectorcare_hal::ble::bluez_agent::PairingAgent;
     use vectorcare_hal::ble::btleplug::BtleplugCentral;
     let mut delay = Duration::from_secs(1);
     loop {
@@ -225,9 +231,17 @@ async fn run_bluez(
         };
         match opened {
             Ok(central) => {
-                BleSource::new(central, config, sink, progress, clock)
-                    .run(shutdown.wait())
-                    .await;
+                let agent = PairingAgent::new(config.pairing_policy());
+                let agent_shutdown = shutdown.clone();
+                let agent = async move {
+                    if let Err(err) = agent.run(agent_shutdown.clone().wait()).await {
+                        tracing::warn!(error = %err, "BlueZ pairing agent unavailable; devices that need pairing will fail");
+                        agent_shutdown.wait().await;
+                    }
+                };
+                let source =
+                    BleSource::new(central, config, sink, progress, clock).run(shutdown.wait());
+                tokio::join!(source, agent);
                 return;
             }
             Err(err) => {
