@@ -15,15 +15,16 @@
 //! |---|---|
 //! | [`config`] | raw serde config → validated typed `Config` (every problem with its key path); never opens a device or socket |
 //! | [`reading`] | the device-neutral `Reading` (plain data) |
-//! | [`decode`] | PURE protocol decoders/encoders (IEEE-11073 numbers, GATT health profiles) |
-//! | [`fhir`] | PURE mapping `Reading` → Observation/Device, identifiers, Bundles |
+//! | [`decode`] | PURE protocol decoders/encoders (IEEE-11073 numbers, GATT health profiles: `gatt/<profile>.rs`); entry point `readings_from_characteristic` |
+//! | [`fhir`] | PURE mapping `Reading` → Observation/Device (`map_reading` → `UploadUnit`), code tables, identifiers, Bundles (`build_bundle`); `[fhir]` config; table in docs/MAPPING.md |
 //! | [`sources`] | BLE / serial / MQTT adapters producing `Reading`s |
-//! | [`queue`] | the durable queue (sled), its on-disk format and guarantees |
+//! | [`queue`] | the durable queue (sled): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
 //! | [`telemetry`] | logging setup and PHI-safe events |
 //! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
-//! | [`cli`] | one file per command |
+//! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests |
+//! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline) |
 //! | [`exit`] | process exit codes |
 //!
 //! The `vectorcare-hal` crate (`hal/`) holds the hardware seams (BLE central, serial port,
@@ -40,4 +41,5 @@ pub mod reading;
 pub mod runtime;
 pub mod sources;
 pub mod telemetry;
+pub mod test_double;
 pub mod upload;

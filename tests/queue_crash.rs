@@ -71,16 +71,32 @@ fn sigkill_at_random_points_loses_no_resolved_append() {
             .spawn()
             .expect("spawn child");
         let stdout = proc.stdout.take().expect("piped");
+        let (first_append, appended) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("A ") && lines.iter().all(|l: &String| !l.contains("A ")) {
+                    let _ = first_append.send(());
+                }
+                lines.push(line);
+            }
+            lines
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(20..120)));
+        // Start the random delay once the child is appending: opening the queue takes a
+        // variable time (debug build, a loaded machine), and a kill before the first append
+        // tests nothing.
+        let _ = appended.recv_timeout(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..100)));
         proc.kill().expect("SIGKILL child"); // Child::kill sends SIGKILL on Unix.
         proc.wait().expect("reap child");
         for line in reader.join().expect("reader") {
+            // The first record may share its line with the test harness's "test … ... " text.
+            let line = match line.find("A ") {
+                Some(at) if !line.starts_with("A ") && !line.starts_with("K ") => {
+                    line[at..].to_owned()
+                }
+                _ => line,
+            };
             let mut parts = line.splitn(3, ' ');
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("A"), Some(id), Some(payload)) => {

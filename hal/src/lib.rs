@@ -6,6 +6,10 @@
 //! ## Layout
 //! | module | owns |
 //! |---|---|
+//! | [`ble`] | BLE central traits (scan, connect, GATT read/write/subscribe); btleplug (BlueZ) and simulated backends |
 //! | [`clock`] | wall clock and the kernel's time-sync state (adjtimex), simulated clock for tests |
+//! | [`serial`] | serial ports: locate (path or USB VID:PID via sysfs), open with line settings (tokio-serial), simulated ports |
 
+pub mod ble;
 pub mod clock;
+pub mod serial;

@@ -3,7 +3,13 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod auth;
+pub mod decode;
 pub mod demo;
+pub mod devices;
+pub mod keygen;
+pub mod queue;
+mod queue_export;
 pub mod run;
 pub mod validate;
 
@@ -21,8 +27,18 @@ pub enum Command {
     Run(run::Args),
     /// Check a configuration file and list every problem in it.
     Validate(validate::Args),
+    /// Decode one GATT characteristic value and print the readings and FHIR resources.
+    Decode(decode::Args),
+    /// Bluetooth LE devices: `devices scan` lists nearby health devices.
+    Devices(devices::Args),
     /// Run the whole pipeline locally with simulated devices and a FHIR test double.
     Demo(demo::Args),
+    /// Inspect and repair the durable queue (daemon stopped).
+    Queue(queue::Args),
+    /// Generate a client signing key (ES384 or RS384) and the public JWKS to register.
+    Keygen(keygen::Args),
+    /// Check SMART Backend Services authorisation against the configured server.
+    Auth(auth::Args),
 }
 
 /// Why a command failed, and the exit code to report it with.
@@ -48,6 +64,11 @@ pub fn execute(cli: Cli) -> Outcome {
     match cli.command {
         Command::Run(args) => run::execute(args),
         Command::Validate(args) => validate::execute(args),
+        Command::Decode(args) => decode::execute(args),
         Command::Demo(args) => demo::execute(args),
+        Command::Queue(args) => queue::execute(args),
+        Command::Devices(args) => devices::execute(args),
+        Command::Keygen(args) => keygen::execute(args),
+        Command::Auth(args) => auth::execute(args),
     }
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub mod gateway;
 pub mod layers;
 pub mod problems;
+pub mod sources;
 
 pub use gateway::{ClockConfig, GatewayConfig, LogConfig, LogFormat};
 pub use problems::{ConfigProblem, Problems};
@@ -29,6 +30,8 @@ pub struct RawConfig {
     pub log: gateway::RawLogConfig,
     pub clock: gateway::RawClockConfig,
     pub queue: crate::queue::RawQueueConfig,
+    pub sources: sources::RawSourcesConfig,
+    pub upload: Option<crate::upload::RawUploadConfig>,
 }
 
 /// The validated configuration every component is built from.
@@ -38,6 +41,9 @@ pub struct Config {
     pub log: LogConfig,
     pub clock: ClockConfig,
     pub queue: crate::queue::QueueConfig,
+    pub sources: sources::SourcesConfig,
+    /// `None`: readings are queued but not uploaded (the section is absent).
+    pub upload: Option<crate::upload::UploadConfig>,
 }
 
 /// Why a configuration could not be loaded.
@@ -147,11 +153,21 @@ impl RawConfig {
         let log = self.log.validate("log", problems);
         let clock = self.clock.validate("clock", problems);
         let queue = self.queue.validate("queue", problems);
+        let sources = self.sources.validate("sources", problems);
+        let upload = self
+            .upload
+            .as_ref()
+            .map(|raw| raw.validate("upload", problems));
         Some(Config {
             gateway: gateway?,
             log: log?,
             clock: clock?,
             queue: queue?,
+            sources: sources?,
+            upload: match upload {
+                Some(validated) => Some(validated?),
+                None => None,
+            },
         })
     }
 }

@@ -117,8 +117,18 @@ impl<'a> Reader<'a> {
         check(month <= 12, 2, u32::from(month), "month must be 0..=12")?;
         check(day <= 31, 3, u32::from(day), "day must be 0..=31")?;
         check(hours <= 23, 4, u32::from(hours), "hours must be 0..=23")?;
-        check(minutes <= 59, 5, u32::from(minutes), "minutes must be 0..=59")?;
-        check(seconds <= 59, 6, u32::from(seconds), "seconds must be 0..=59")?;
+        check(
+            minutes <= 59,
+            5,
+            u32::from(minutes),
+            "minutes must be 0..=59",
+        )?;
+        check(
+            seconds <= 59,
+            6,
+            u32::from(seconds),
+            "seconds must be 0..=59",
+        )?;
         Ok(DeviceTime {
             year,
             month,
@@ -195,12 +205,20 @@ impl Writer {
 }
 
 impl Writer {
-    pub fn sfloat(&mut self, field: &'static str, v: &MeasuredValue) -> Result<(), super::EncodeError> {
+    pub fn sfloat(
+        &mut self,
+        field: &'static str,
+        v: &MeasuredValue,
+    ) -> Result<(), super::EncodeError> {
         let raw = ieee11073::encode_sfloat(v).map_err(|e| rename(e, field))?;
         self.u16(raw.0);
         Ok(())
     }
-    pub fn float(&mut self, field: &'static str, v: &MeasuredValue) -> Result<(), super::EncodeError> {
+    pub fn float(
+        &mut self,
+        field: &'static str,
+        v: &MeasuredValue,
+    ) -> Result<(), super::EncodeError> {
         let raw = ieee11073::encode_float(v).map_err(|e| rename(e, field))?;
         self.u32(raw.0);
         Ok(())

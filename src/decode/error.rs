@@ -36,7 +36,9 @@ pub enum DecodeError {
         reason: &'static str,
     },
     /// The E2E-CRC carried in the record does not match the record's bytes.
-    #[error("{field}: CRC mismatch at byte {offset} (carried {carried:#06x}, computed {computed:#06x})")]
+    #[error(
+        "{field}: CRC mismatch at byte {offset} (carried {carried:#06x}, computed {computed:#06x})"
+    )]
     CrcMismatch {
         field: &'static str,
         offset: usize,

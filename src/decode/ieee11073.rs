@@ -142,4 +142,4 @@ pub fn encode_float(value: &MeasuredValue) -> Result<Float, EncodeError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

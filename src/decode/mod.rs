@@ -1,5 +1,5 @@
 //! PURE protocol code (issue #3): IEEE-11073 numbers, Bluetooth SIG GATT health
-//! characteristics (decode + encode) → `Reading`.
+//! characteristics (decode + encode), serial protocols, MQTT payload schemas → `Reading`.
 //! No I/O, no clock, no logging of values.
 //!
 //! Entry point for sources and the `decode` command:
@@ -16,3 +16,5 @@ pub use gatt::{
     CharacteristicValue, DecodeContext, FeatureContext, decode_characteristic,
     readings_from_characteristic,
 };
+pub mod mqtt;
+pub mod serial;

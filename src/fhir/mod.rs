@@ -1,2 +1,156 @@
-//! PURE mapping `Reading` → FHIR R4 Observation/Device resources and Bundles (issue #3).
+//! PURE mapping `Reading` → FHIR R4 Observation/Device resources and Bundles (issue #3),
+//! following the HL7 Personal Health Device (PHD) IG and the R4 vital-signs profiles.
 //! No I/O, no clock, no logging of values.
+//!
+//! * [`map_reading`] turns one reading into an [`UploadUnit`]: the Observation, the measuring
+//!   Device and the gateway Device as compact JSON text, the Observation identifier and the
+//!   deterministic resource id. The unit is what the durable queue stores.
+//! * [`build_bundle`] packs units into one batch or transaction Bundle (each Device once, by
+//!   conditional create) and says which entry carries which unit.
+//!
+//! Numbers keep the precision the device reported: the JSON is rendered from typed structs
+//! whose quantities are exact JSON numbers ("2.00" is sent as 2.00). A `serde_json::Value`
+//! would turn 2.00 into 2.0, so resources travel as JSON text, never as `Value`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub mod bundle;
+pub mod codes;
+pub mod config;
+pub mod device;
+pub mod examples;
+pub mod identity;
+pub mod model;
+pub mod observation;
+pub mod rules;
+pub mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use bundle::{BuiltBundle, BundleOptions, BundleType, WriteMode, build_bundle};
+pub use model::Identifier;
+pub use observation::map_reading;
+
+/// Who the gateway is, for its own Device resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayIdentity {
+    /// Stable id of this hub (e.g. its machine id or configured name); the Device identifier.
+    pub id: String,
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// Human name, e.g. "VectorCare hub (living room)".
+    pub name: String,
+}
+
+/// What the mapper needs besides the reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapContext {
+    /// The patient reference, e.g. "Patient/123". `None` leaves `subject` out (and with it the
+    /// vital-signs profile claim) rather than inventing a placeholder patient.
+    pub patient: Option<String>,
+    pub gateway: GatewayIdentity,
+    /// System of Observation.identifier; `None` = [`identity::DEFAULT_OBSERVATION_SYSTEM`].
+    pub identifier_system: Option<String>,
+}
+
+impl MapContext {
+    pub fn new(patient: Option<String>, gateway: GatewayIdentity) -> Self {
+        Self {
+            patient,
+            gateway,
+            identifier_system: None,
+        }
+    }
+}
+
+/// Why a reading cannot become an Observation. All are permanent for that reading.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MapError {
+    #[error("reading of kind {kind} has no value")]
+    MissingValue { kind: String },
+    #[error("blood pressure reading has no systolic and diastolic components")]
+    MissingComponents,
+    #[error("unit {ucum:?} is not a UCUM unit this gateway maps for {kind}")]
+    UnsupportedUnit { kind: String, ucum: String },
+    #[error("patient reference {0:?} is not Type/id, an absolute URL or a urn:uuid")]
+    InvalidPatientReference(String),
+    #[error("time cannot be written as a FHIR dateTime (year outside 0001-9999)")]
+    InvalidTime,
+    #[error("internal: could not render JSON: {0}")]
+    Render(String),
+}
+
+/// One reading ready for upload; what the durable queue stores.
+///
+/// Resources are kept as compact JSON text (exact decimals; works with any serde format the
+/// queue picks). The constructor and `Deserialize` both check that the texts are JSON objects,
+/// so a unit can always be put into a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "UploadUnitData", into = "UploadUnitData")]
+pub struct UploadUnit {
+    data: UploadUnitData,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct UploadUnitData {
+    observation: String,
+    device: String,
+    gateway: String,
+    identifier: Identifier,
+    id: String,
+    device_identifier: Identifier,
+    gateway_identifier: Identifier,
+}
+
+impl TryFrom<UploadUnitData> for UploadUnit {
+    type Error = String;
+    fn try_from(data: UploadUnitData) -> Result<Self, String> {
+        for (name, text) in [
+            ("observation", &data.observation),
+            ("device", &data.device),
+            ("gateway", &data.gateway),
+        ] {
+            let raw: &RawValue =
+                serde_json::from_str(text).map_err(|e| format!("{name} is not JSON: {e}"))?;
+            if !raw.get().starts_with('{') {
+                return Err(format!("{name} is not a JSON object"));
+            }
+        }
+        Ok(UploadUnit { data })
+    }
+}
+
+impl From<UploadUnit> for UploadUnitData {
+    fn from(unit: UploadUnit) -> Self {
+        unit.data
+    }
+}
+
+impl UploadUnit {
+    /// The Observation JSON (no `id`; [`build_bundle`] adds it in PUT mode).
+    pub fn observation_json(&self) -> &str {
+        &self.data.observation
+    }
+    pub fn device_json(&self) -> &str {
+        &self.data.device
+    }
+    pub fn gateway_json(&self) -> &str {
+        &self.data.gateway
+    }
+    /// Observation.identifier (system + value), the de-duplication key.
+    pub fn identifier(&self) -> &Identifier {
+        &self.data.identifier
+    }
+    /// Deterministic Observation id for update-as-create (PUT Observation/{id}).
+    pub fn id(&self) -> &str {
+        &self.data.id
+    }
+    pub fn device_identifier(&self) -> &Identifier {
+        &self.data.device_identifier
+    }
+    pub fn gateway_identifier(&self) -> &Identifier {
+        &self.data.gateway_identifier
+    }
+}

@@ -8,6 +8,8 @@
 //! later step that waits for the *server's* confirmation). Any error means "not stored": the
 //! source must not acknowledge, so the device or broker keeps the data.
 
+pub mod ble;
+
 use tokio::sync::{mpsc, oneshot};
 
 use crate::reading::Reading;
@@ -69,3 +71,9 @@ impl ReadingSink {
         result.await.unwrap_or(Err(IngestError::ShuttingDown))
     }
 }
+
+pub mod backoff;
+pub mod mqtt;
+pub mod serial;
+#[cfg(test)]
+pub(crate) mod test_sink;

@@ -214,6 +214,9 @@ pub fn readings(m: &BloodPressureMeasurement, ctx: &DecodeContext) -> Vec<Readin
         reading.device_time = m.timestamp;
         reading.user_id = m.user_id;
         reading.status = status;
+        reading
+            .qualifiers
+            .insert("pulse_source".into(), "blood_pressure_cuff".into());
         out.push(reading);
     }
     out

@@ -86,11 +86,19 @@ fn decode_record(bytes: &[u8], crc_required: bool) -> Result<(CgmRecord, usize),
     }
     let glucose = r.sfloat("glucose concentration")?;
     let time_offset_minutes = r.u16("time offset")?;
-    let warning = (flags & 0x20 != 0).then(|| r.u8("warning octet")).transpose()?;
-    let cal_temp = (flags & 0x40 != 0).then(|| r.u8("cal/temp octet")).transpose()?;
-    let status = (flags & 0x80 != 0).then(|| r.u8("status octet")).transpose()?;
+    let warning = (flags & 0x20 != 0)
+        .then(|| r.u8("warning octet"))
+        .transpose()?;
+    let cal_temp = (flags & 0x40 != 0)
+        .then(|| r.u8("cal/temp octet"))
+        .transpose()?;
+    let status = (flags & 0x80 != 0)
+        .then(|| r.u8("status octet"))
+        .transpose()?;
     let trend = (flags & 0x01 != 0).then(|| r.sfloat("trend")).transpose()?;
-    let quality = (flags & 0x02 != 0).then(|| r.sfloat("quality")).transpose()?;
+    let quality = (flags & 0x02 != 0)
+        .then(|| r.sfloat("quality"))
+        .transpose()?;
     if e2e_crc {
         let offset = r.offset();
         let carried = r.u16("E2E-CRC")?;
@@ -148,7 +156,10 @@ pub fn encode_record(rec: &CgmRecord) -> Result<Vec<u8>, EncodeError> {
     w.u8(flags);
     w.sfloat("glucose concentration", &rec.glucose)?;
     w.u16(rec.time_offset_minutes);
-    for octet in [rec.warning, rec.cal_temp, rec.status].into_iter().flatten() {
+    for octet in [rec.warning, rec.cal_temp, rec.status]
+        .into_iter()
+        .flatten()
+    {
         w.u8(octet);
     }
     if let Some(t) = &rec.trend {
@@ -184,7 +195,9 @@ pub fn readings(rec: &CgmRecord, ctx: &DecodeContext) -> Vec<Reading> {
     reading.sequence = Some(u32::from(rec.time_offset_minutes));
     reading.device_time = ctx.features.cgm_session_start.and_then(|start| {
         to_primitive(&start)
-            .and_then(|p| p.checked_add(time::Duration::minutes(i64::from(rec.time_offset_minutes))))
+            .and_then(|p| {
+                p.checked_add(time::Duration::minutes(i64::from(rec.time_offset_minutes)))
+            })
             .and_then(from_primitive)
     });
     reading

@@ -88,7 +88,8 @@ pub fn decode(bytes: &[u8]) -> Result<GlucoseMeasurement, DecodeError> {
         let ts = r.u8("type-sample location")?;
         let sample_type = ts & 0x0F;
         let sample_location = ts >> 4;
-        if sample_type_name(sample_type).is_none() || sample_location_name(sample_location).is_none()
+        if sample_type_name(sample_type).is_none()
+            || sample_location_name(sample_location).is_none()
         {
             return Err(DecodeError::Reserved {
                 field: "type-sample location",
@@ -271,9 +272,7 @@ pub fn decode_context(bytes: &[u8]) -> Result<GlucoseContext, DecodeError> {
     } else {
         None
     };
-    let hba1c = (flags & 0x40 != 0)
-        .then(|| r.sfloat("HbA1c"))
-        .transpose()?;
+    let hba1c = (flags & 0x40 != 0).then(|| r.sfloat("HbA1c")).transpose()?;
     r.finish("glucose measurement context")?;
     Ok(GlucoseContext {
         sequence,

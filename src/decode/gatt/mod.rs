@@ -115,9 +115,7 @@ pub fn decode_characteristic(
             V::BloodPressureFeature(blood_pressure::decode_feature(bytes)?)
         }
         uuids::TEMPERATURE_MEASUREMENT => V::TemperatureMeasurement(thermometer::decode(bytes)?),
-        uuids::INTERMEDIATE_TEMPERATURE => {
-            V::IntermediateTemperature(thermometer::decode(bytes)?)
-        }
+        uuids::INTERMEDIATE_TEMPERATURE => V::IntermediateTemperature(thermometer::decode(bytes)?),
         uuids::TEMPERATURE_TYPE => V::TemperatureType(thermometer::decode_type(bytes)?),
         uuids::PLX_SPOT_CHECK_MEASUREMENT => V::PlxSpotCheck(plx::decode_spot_check(bytes)?),
         uuids::PLX_CONTINUOUS_MEASUREMENT => V::PlxContinuous(plx::decode_continuous(bytes)?),
@@ -151,10 +149,9 @@ impl CharacteristicValue {
             V::PlxContinuous(m) => plx::continuous_readings(m, ctx),
             V::WeightMeasurement(m) => weight::readings(m, ctx),
             V::GlucoseMeasurement(m) => glucose::readings(m, ctx),
-            V::CgmMeasurement(records) => records
-                .iter()
-                .flat_map(|r| cgm::readings(r, ctx))
-                .collect(),
+            V::CgmMeasurement(records) => {
+                records.iter().flat_map(|r| cgm::readings(r, ctx)).collect()
+            }
             V::IntermediateCuffPressure(_)
             | V::BloodPressureFeature(_)
             | V::IntermediateTemperature(_)

@@ -16,7 +16,7 @@ use crate::decode::{DecodeError, EncodeError};
 use crate::reading::{DeviceTime, Kind, MeasuredValue, Quantity, Reading, StatusFlag};
 
 const MEASUREMENT_STATUS_DEFINED: u32 = 0xFFE0;
-const DEVICE_SENSOR_STATUS_DEFINED: u32 = 0x00FF_FF;
+const DEVICE_SENSOR_STATUS_DEFINED: u32 = 0x0000_FFFF;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlxSpotCheck {
@@ -270,6 +270,8 @@ fn pair_readings(
     });
     pr.device_time = timestamp;
     pr.status = status;
+    pr.qualifiers
+        .insert("pulse_source".into(), "oximeter".into());
     vec![spo2, pr]
 }
 

@@ -56,13 +56,34 @@ pub struct WeightScaleFeature {
 impl WeightScaleFeature {
     /// Decimal exponent of the weight resolution (e.g. 0.1 kg → -1), if specified.
     fn weight_exponent(&self, units: WeightUnits) -> Option<i8> {
-        let kg = [None, Some(-1), Some(-1), Some(-1), Some(-2), Some(-2), Some(-2), Some(-3)];
-        let lb = [None, Some(0), Some(-1), Some(-1), Some(-1), Some(-2), Some(-2), Some(-2)];
+        let kg = [
+            None,
+            Some(-1),
+            Some(-1),
+            Some(-1),
+            Some(-2),
+            Some(-2),
+            Some(-2),
+            Some(-3),
+        ];
+        let lb = [
+            None,
+            Some(0),
+            Some(-1),
+            Some(-1),
+            Some(-1),
+            Some(-2),
+            Some(-2),
+            Some(-2),
+        ];
         let table = match units {
             WeightUnits::Si => kg,
             WeightUnits::Imperial => lb,
         };
-        table.get(usize::from(self.weight_resolution)).copied().flatten()
+        table
+            .get(usize::from(self.weight_resolution))
+            .copied()
+            .flatten()
     }
 
     /// Decimal exponent of the height resolution (0.01 m → -2, 1 in → 0), if specified.
@@ -73,7 +94,10 @@ impl WeightScaleFeature {
             WeightUnits::Si => m,
             WeightUnits::Imperial => inch,
         };
-        table.get(usize::from(self.height_resolution)).copied().flatten()
+        table
+            .get(usize::from(self.height_resolution))
+            .copied()
+            .flatten()
     }
 }
 

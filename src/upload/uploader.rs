@@ -1,0 +1,418 @@
+//! The uploader: drains the durable queue into FHIR Bundles.
+//!
+//! One loop, one bundle in flight. Per record: 2xx → `ack`; permanent 4xx → `dead_letter` with
+//! the OperationOutcome; 408/429/5xx/network → `nack` with backoff. A whole-Bundle permanent
+//! refusal of several records (a transaction fails as a unit) switches to one record per Bundle
+//! until those records are settled, so only the bad one is dead-lettered.
+//!
+//! A server that is down is probed, not flooded: after a failure the uploader itself waits the
+//! backoff (full jitter, Retry-After as a floor) and then sends a single-record Bundle; full-size
+//! Bundles resume after a success. Configuration-class auth errors (invalid_client, ...) are
+//! logged once and wait `config_error_backoff`.
+//!
+//! Idempotency: every Observation is written by conditional create on its identifier or by PUT
+//! to its deterministic id, and Devices by conditional create, so re-sending a Bundle whose reply
+//! was lost (crash, reset) cannot duplicate anything; records are acked only after the reply.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+use super::auth::{AuthError, Authorizer};
+use super::client::{BundleReply, post_bundle};
+use super::retry::{Backoff, StatusClass, classify_status, entry_status};
+use crate::fhir::{BundleOptions, UploadUnit, build_bundle};
+use crate::queue::{DurableQueue, QueueError, QueuedRecord, RecordId};
+
+/// What the uploader is doing (for `status`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UploadStatus {
+    pub state: UploadState,
+    pub uploaded: u64,
+    pub duplicates_or_updates: u64,
+    pub dead_lettered: u64,
+    pub consecutive_failures: u32,
+    /// Last error shown to the user (no PHI: statuses and OAuth error codes only).
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UploadState {
+    #[default]
+    Idle,
+    Uploading,
+    BackingOff,
+    /// A person must act (keys, registration, scopes, discovery); retried rarely.
+    NeedsConfiguration,
+    /// Waiting for NTP before signing.
+    WaitingForClock,
+}
+
+/// Uploader settings (from [`super::config::UploadConfig`]).
+#[derive(Debug, Clone)]
+pub struct UploaderSettings {
+    pub fhir_base_url: String,
+    pub bundle: BundleOptions,
+    pub bundle_size: usize,
+    pub max_bundle_entries: Option<usize>,
+    pub backoff: Backoff,
+    pub config_error_backoff: Duration,
+    /// How often an empty queue is polled.
+    pub idle_poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("queue: {0}")]
+    Queue(#[from] QueueError),
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The queue had nothing ready.
+    Empty,
+    /// A Bundle was settled (some records may have been nacked or dead-lettered).
+    Sent {
+        acked: usize,
+        dead: usize,
+        retried: usize,
+    },
+    /// Nothing was sent or settled; wait this long before the next step.
+    Wait(Duration),
+}
+
+pub struct Uploader {
+    queue: Arc<dyn DurableQueue>,
+    http: reqwest::Client,
+    auth: Arc<Authorizer>,
+    settings: UploaderSettings,
+    status: watch::Sender<UploadStatus>,
+    /// Records up to this id go one per Bundle (isolating a bad record).
+    solo_until: Option<RecordId>,
+    rng: rand::rngs::StdRng,
+    config_error_logged: bool,
+}
+
+impl Uploader {
+    pub fn new(
+        queue: Arc<dyn DurableQueue>,
+        http: reqwest::Client,
+        auth: Arc<Authorizer>,
+        settings: UploaderSettings,
+    ) -> Self {
+        use rand::SeedableRng;
+        Self {
+            queue,
+            http,
+            auth,
+            settings,
+            status: watch::Sender::new(UploadStatus::default()),
+            solo_until: None,
+            rng: rand::rngs::StdRng::from_os_rng(),
+            config_error_logged: false,
+        }
+    }
+
+    pub fn status(&self) -> watch::Receiver<UploadStatus> {
+        self.status.subscribe()
+    }
+
+    /// Drains until `shutdown` completes. Never returns early on server or auth errors.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), UploadError> {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let wait = match self.step().await? {
+                Step::Sent { .. } => continue,
+                Step::Empty => self.settings.idle_poll,
+                Step::Wait(d) => d,
+            };
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn probing(&self) -> bool {
+        self.status.borrow().consecutive_failures > 0
+    }
+
+    /// Picks the records of the next Bundle: at most `bundle_size` (1 when probing or isolating)
+    /// and at most `max_bundle_entries` entries including the Devices.
+    fn choose(&self, records: &[QueuedRecord], units: &[UploadUnit]) -> usize {
+        let solo = self.probing()
+            || self
+                .solo_until
+                .zip(records.first())
+                .is_some_and(|(until, first)| first.id <= until);
+        if solo {
+            return 1.min(units.len());
+        }
+        let Some(max_entries) = self.settings.max_bundle_entries else {
+            return units.len();
+        };
+        let mut devices = std::collections::HashSet::new();
+        let mut take = 0;
+        for unit in units {
+            let mut added = 1;
+            for identifier in [unit.gateway_identifier(), unit.device_identifier()] {
+                if !devices.contains(identifier) {
+                    added += 1;
+                }
+            }
+            if take > 0 && devices.len() + take + added > max_entries {
+                break;
+            }
+            devices.insert(unit.gateway_identifier().clone());
+            devices.insert(unit.device_identifier().clone());
+            take += 1;
+        }
+        take
+    }
+
+    fn set_status(&self, f: impl FnOnce(&mut UploadStatus)) {
+        self.status.send_modify(f);
+    }
+
+    fn failure_wait(&mut self, retry_after: Option<Duration>, error: String) -> Duration {
+        let attempt = self.status.borrow().consecutive_failures;
+        let wait = self
+            .settings
+            .backoff
+            .delay(attempt, retry_after, &mut self.rng);
+        self.set_status(|s| {
+            s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+            s.state = UploadState::BackingOff;
+            s.last_error = Some(error);
+        });
+        wait
+    }
+
+    /// One Bundle: peek, build, authorise, send, settle.
+    pub async fn step(&mut self) -> Result<Step, UploadError> {
+        let records = self.queue.peek(self.settings.bundle_size)?;
+        if records.is_empty() {
+            self.set_status(|s| s.state = UploadState::Idle);
+            return Ok(Step::Empty);
+        }
+        // Undecodable payloads can never be uploaded: dead-letter them now.
+        let mut good = Vec::with_capacity(records.len());
+        let mut units = Vec::with_capacity(records.len());
+        let mut dead = 0;
+        for record in records {
+            match serde_json::from_slice::<UploadUnit>(&record.payload) {
+                Ok(unit) => {
+                    good.push(record);
+                    units.push(unit);
+                }
+                Err(e) => {
+                    self.queue
+                        .dead_letter(record.id, format!("payload is not an upload unit: {e}"))?;
+                    dead += 1;
+                }
+            }
+        }
+        if units.is_empty() {
+            self.set_status(|s| s.dead_lettered += dead as u64);
+            return Ok(Step::Sent {
+                acked: 0,
+                dead,
+                retried: 0,
+            });
+        }
+        let take = self.choose(&good, &units);
+        good.truncate(take);
+        units.truncate(take);
+        let built = build_bundle(&units, &self.settings.bundle);
+        self.set_status(|s| s.state = UploadState::Uploading);
+
+        let mut reauthorised = false;
+        let reply = loop {
+            let token = match self.auth.token().await {
+                Ok(t) => t,
+                Err(e) => return Ok(Step::Wait(self.auth_failure(e))),
+            };
+            self.config_error_logged = false;
+            match post_bundle(
+                &self.http,
+                &self.settings.fhir_base_url,
+                &token.access_token,
+                &built.json,
+            )
+            .await
+            {
+                Ok(reply) if reply.status == 401 && !reauthorised => {
+                    tracing::info!("FHIR server refused the bearer token; requesting a new one");
+                    self.auth.invalidate().await;
+                    reauthorised = true;
+                }
+                Ok(reply) => break reply,
+                Err(e) => {
+                    tracing::warn!(kind = e.kind, "FHIR request failed; will retry");
+                    tracing::debug!(error = %e, "FHIR transport error detail");
+                    let wait = self.failure_wait(None, format!("{}: {}", e.kind, e.message));
+                    self.nack_all(&good, wait)?;
+                    return Ok(Step::Wait(wait));
+                }
+            }
+        };
+        self.settle(&good, &built.observation_entries, reply)
+    }
+
+    fn auth_failure(&mut self, e: AuthError) -> Duration {
+        if matches!(e, AuthError::ClockUnsynchronized) {
+            if !self.config_error_logged {
+                tracing::warn!("{e}; uploads wait for time synchronisation");
+                self.config_error_logged = true;
+            }
+            self.set_status(|s| {
+                s.state = UploadState::WaitingForClock;
+                s.last_error = Some(e.to_string());
+            });
+            return Duration::from_secs(5).min(self.settings.config_error_backoff);
+        }
+        if e.is_config_problem() {
+            if !self.config_error_logged {
+                tracing::error!("{e}; fix the upload configuration or the client registration");
+                self.config_error_logged = true;
+            }
+            self.set_status(|s| {
+                s.state = UploadState::NeedsConfiguration;
+                s.last_error = Some(e.to_string());
+            });
+            return self.settings.config_error_backoff;
+        }
+        tracing::warn!("authorisation failed, will retry: {e}");
+        self.failure_wait(None, e.to_string())
+    }
+
+    fn nack_all(&self, records: &[QueuedRecord], wait: Duration) -> Result<(), QueueError> {
+        for r in records {
+            self.queue.nack(r.id, wait)?;
+        }
+        Ok(())
+    }
+
+    fn settle(
+        &mut self,
+        records: &[QueuedRecord],
+        observation_entries: &[usize],
+        reply: BundleReply,
+    ) -> Result<Step, UploadError> {
+        match classify_status(reply.status) {
+            StatusClass::Success => {}
+            StatusClass::Transient | StatusClass::Unauthorized => {
+                tracing::warn!(
+                    status = reply.status,
+                    "FHIR server busy or unavailable; backing off"
+                );
+                let wait = self.failure_wait(reply.retry_after, format!("HTTP {}", reply.status));
+                self.nack_all(records, wait)?;
+                return Ok(Step::Wait(wait));
+            }
+            StatusClass::Permanent => {
+                let outcome = String::from_utf8_lossy(&reply.body).into_owned();
+                if records.len() > 1 {
+                    // Which record is bad is unknown: settle them one by one.
+                    tracing::warn!(
+                        status = reply.status,
+                        records = records.len(),
+                        "Bundle refused; isolating records"
+                    );
+                    self.solo_until = records.last().map(|r| r.id);
+                    return Ok(Step::Sent {
+                        acked: 0,
+                        dead: 0,
+                        retried: records.len(),
+                    });
+                }
+                for r in records {
+                    self.queue
+                        .dead_letter(r.id, format!("HTTP {}: {outcome}", reply.status))?;
+                }
+                self.set_status(|s| {
+                    s.dead_lettered += records.len() as u64;
+                    s.consecutive_failures = 0;
+                });
+                return Ok(Step::Sent {
+                    acked: 0,
+                    dead: records.len(),
+                    retried: 0,
+                });
+            }
+        }
+        let body: Value = match serde_json::from_slice(&reply.body) {
+            Ok(v) => v,
+            Err(_) => {
+                let wait = self.failure_wait(None, "unparseable Bundle response".into());
+                self.nack_all(records, wait)?;
+                return Ok(Step::Wait(wait));
+            }
+        };
+        let entries = body.get("entry").and_then(Value::as_array);
+        let mut acks = Vec::new();
+        let (mut dead, mut retried, mut created) = (0, 0, 0u64);
+        let retry_after = reply.retry_after;
+        let mut transient = Vec::new();
+        for (record, index) in records.iter().zip(observation_entries) {
+            let response = entries
+                .and_then(|e| e.get(*index))
+                .and_then(|e| e.get("response"));
+            let status = response
+                .and_then(|r| r.get("status"))
+                .and_then(Value::as_str)
+                .and_then(entry_status);
+            match status.map(classify_status) {
+                Some(StatusClass::Success) => {
+                    if status == Some(201) {
+                        created += 1;
+                    }
+                    acks.push(record.id);
+                }
+                Some(StatusClass::Permanent) => {
+                    let outcome = response
+                        .and_then(|r| r.get("outcome"))
+                        .map_or_else(|| format!("entry status {status:?}"), Value::to_string);
+                    self.queue.dead_letter(record.id, outcome)?;
+                    dead += 1;
+                }
+                _ => {
+                    transient.push(record.id);
+                    retried += 1;
+                }
+            }
+        }
+        self.queue.ack(&acks)?;
+        let acked = acks.len();
+        if let Some(until) = self.solo_until
+            && records.last().is_some_and(|r| r.id >= until)
+        {
+            self.solo_until = None;
+        }
+        self.set_status(|s| {
+            s.uploaded += created;
+            s.duplicates_or_updates += acked as u64 - created;
+            s.dead_lettered += dead as u64;
+        });
+        if !transient.is_empty() {
+            let wait = self.failure_wait(retry_after, "some entries failed temporarily".into());
+            for id in transient {
+                self.queue.nack(id, wait)?;
+            }
+            return Ok(Step::Wait(wait));
+        }
+        self.set_status(|s| {
+            s.consecutive_failures = 0;
+            s.last_error = None;
+        });
+        Ok(Step::Sent {
+            acked,
+            dead,
+            retried,
+        })
+    }
+}

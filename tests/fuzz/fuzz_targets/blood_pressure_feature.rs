@@ -1,0 +1,11 @@
+//! Fuzz target: blood_pressure_feature — never panics; whatever decodes re-encodes to an equal value.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use vectorcare_gateway::decode::gatt::blood_pressure;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(value) = blood_pressure::decode_feature(data) {
+        let bytes = blood_pressure::encode_feature(&value);
+        assert_eq!(blood_pressure::decode_feature(&bytes), Ok(value));
+    }
+});

@@ -1,0 +1,11 @@
+//! Fuzz target: date_time — never panics; whatever decodes re-encodes to an equal value.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use vectorcare_gateway::decode::gatt::clock;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(value) = clock::decode_date_time(data) {
+        let bytes = clock::encode_date_time(&value);
+        assert_eq!(clock::decode_date_time(&bytes), Ok(value));
+    }
+});
