@@ -10,7 +10,7 @@
 #
 # Usage: scripts/powercut/queue.sh [ROUNDS] [--raw-sled]
 #   --raw-sled  negative control: plain sled insert + Db::flush() without fdatasync.
-# Needs root (loop mount) and scripts/install/qemu-powercut.sh. Runs under TCG (software
+# Needs root (loop mount) and scripts/install-extra/qemu-powercut.sh. Runs under TCG (software
 # emulation) by default because nested KVM on the build machines hangs at boot; set
 # VC_POWERCUT_ACCEL=kvm where KVM works.
 set -eu
@@ -19,11 +19,11 @@ MODE=${2:-}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 for tool in qemu-system-x86_64 mkfs.ext4 cpio busybox; do
-    command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool: run scripts/install/qemu-powercut.sh" >&2; exit 69; }
+    command -v "$tool" >/dev/null 2>&1 || { echo "missing $tool: run scripts/install-extra/qemu-powercut.sh" >&2; exit 69; }
 done
 ACCEL=${VC_POWERCUT_ACCEL:-tcg}
 KERNEL=$(ls /boot/vmlinuz-* 2>/dev/null | sort | tail -n 1)
-[ -n "$KERNEL" ] || { echo "no kernel in /boot: run scripts/install/qemu-powercut.sh" >&2; exit 69; }
+[ -n "$KERNEL" ] || { echo "no kernel in /boot: run scripts/install-extra/qemu-powercut.sh" >&2; exit 69; }
 KVER=${KERNEL#/boot/vmlinuz-}
 MODDIR=/lib/modules/$KVER/kernel
 
