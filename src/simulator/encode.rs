@@ -17,8 +17,6 @@ pub enum Delivery {
     Push,
     /// Kept in the device's record store, fetched through RACP.
     Store,
-    /// Both: CGM notifies live and keeps the record for RACP.
-    PushAndStore,
 }
 
 /// One BLE measurement: which characteristic of the profile's service, the bytes, how.
@@ -167,7 +165,8 @@ pub fn ble_value(profile: BleProfile, sample: &Sample) -> Result<BleValue, SimEr
                     quality: None,
                     e2e_crc: true,
                 })?,
-                delivery: Delivery::PushAndStore,
+                // Live records are notified; back-dated ones (`stored_records`) go to the RACP store.
+                delivery: Delivery::Push,
                 // CGM records are keyed by their time offset (RACP filters on it).
                 record_key: minutes,
             }

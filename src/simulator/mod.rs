@@ -18,6 +18,7 @@ pub mod encode;
 pub mod engine;
 pub mod gatt_db;
 pub mod inprocess;
+pub mod loopback;
 pub mod mqtt;
 pub mod pty;
 pub mod racp_store;
