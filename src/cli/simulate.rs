@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 use super::run::tokio_runtime;
 use super::{Failure, Outcome};
 use crate::exit;
-use crate::reading::DeviceTime;
 use crate::simulator::bluer_peripheral::BluerTarget;
 use crate::simulator::engine::PlayOptions;
 use crate::simulator::mqtt::MqttTarget;
@@ -104,17 +103,6 @@ async fn play_on<T: Target>(
         .map_err(failure)
 }
 
-fn device_time(t: OffsetDateTime) -> DeviceTime {
-    DeviceTime {
-        year: u16::try_from(t.year()).unwrap_or(2026),
-        month: u8::from(t.month()),
-        day: t.day(),
-        hours: t.hour(),
-        minutes: t.minute(),
-        seconds: t.second(),
-    }
-}
-
 async fn run(target: &str, baud: u32, scenario: &Scenario, options: PlayOptions) -> Outcome {
     println!(
         "scenario {:?}: {} device(s), {} s of scenario time at speed {}",
@@ -150,7 +138,7 @@ async fn run(target: &str, baud: u32, scenario: &Scenario, options: PlayOptions)
     } else if target == "ble" || target.starts_with("ble:") {
         let adapter = target.strip_prefix("ble:").map(str::to_owned);
         let start = scenario.start.unwrap_or_else(OffsetDateTime::now_utc);
-        let mut t = BluerTarget::new(adapter, device_time(start));
+        let mut t = BluerTarget::new(adapter, start);
         let options = PlayOptions {
             start: Some(start),
             ..options

@@ -30,7 +30,6 @@ use super::gatt_db::{self, CGM_SESSION_START_TIME, CGM_SOCP, ServiceDef, current
 use super::racp_store::{RacpOutput, RecordStore};
 use super::scenario::{BleProfile, DeviceSpec, Scenario, Transport};
 use crate::decode::gatt::{cgm, uuids};
-use crate::reading::DeviceTime;
 use crate::sources::ble::profiles::services;
 
 /// Most values a device keeps for a central that has not subscribed yet.
@@ -244,7 +243,7 @@ struct Served {
 /// Serves one BLE device of the scenario on a BlueZ adapter.
 pub struct BluerTarget {
     adapter_name: Option<String>,
-    start_time: DeviceTime,
+    start_time: time::OffsetDateTime,
     adapter: Option<bluer::Adapter>,
     served: Option<Served>,
     /// Kept alive for the adapter's D-Bus connection.
@@ -257,7 +256,7 @@ fn ble_error(context: &str, err: impl std::fmt::Display) -> SimError {
 
 impl BluerTarget {
     /// `adapter_name`: e.g. "hci1" (default: BlueZ's default adapter).
-    pub fn new(adapter_name: Option<String>, start_time: DeviceTime) -> Self {
+    pub fn new(adapter_name: Option<String>, start_time: time::OffsetDateTime) -> Self {
         Self {
             adapter_name,
             start_time,

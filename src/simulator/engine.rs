@@ -102,6 +102,10 @@ impl PlayReport {
     }
 }
 
+/// A CGM session started this long before the scenario (so back-dated records have
+/// positive time offsets).
+pub const CGM_SESSION_LEAD_SECONDS: f64 = 86_400.0;
+
 /// Device time 2000-01-01 00:00:00: where an unset device clock starts.
 fn unset_epoch() -> OffsetDateTime {
     time::macros::datetime!(2000-01-01 00:00:00 UTC)
@@ -187,7 +191,7 @@ impl DeviceRun<'_> {
             clock_unset,
             values,
             sequence: self.sequence,
-            session_minutes: (at / 60.0) as u32,
+            session_minutes: ((at + CGM_SESSION_LEAD_SECONDS) / 60.0).max(0.0) as u32,
             slow: self
                 .window(at, |k| match k {
                     FaultKind::Slow { duration, .. } => Some(*duration),
@@ -229,9 +233,20 @@ fn device_events(
             action,
         });
     };
+    // A serial device whose cable is out sends nothing (BLE devices keep their values and MQTT
+    // devices store and forward, so those still measure).
+    let unplugged = |at: f64| {
+        matches!(spec.transport, Transport::Serial { .. })
+            && spec.faults.iter().any(|f| {
+                matches!(f.kind, FaultKind::Disconnect { duration } if f.at <= at && at < f.at + duration)
+            })
+    };
     let mut t = spec.start_offset;
     while t < scenario.duration {
         while let Some(f) = next_fault.next_if(|f| f.at <= t) {
+            if unplugged(f.at) && matches!(f.kind, FaultKind::Garbage { .. } | FaultKind::Burst { .. }) {
+                continue;
+            }
             match &f.kind {
                 FaultKind::Disconnect { duration } => {
                     push(events, f.at, Action::Disconnect);
@@ -257,8 +272,10 @@ fn device_events(
                 FaultKind::ClockUnset { .. } | FaultKind::Slow { .. } => {}
             }
         }
-        let s = run.sample(t);
-        push(events, t, Action::Measure(s));
+        if !unplugged(t) {
+            let s = run.sample(t);
+            push(events, t, Action::Measure(s));
+        }
         let factor = match run.window(t, |k| match k {
             FaultKind::Slow { duration, .. } => Some(*duration),
             _ => None,

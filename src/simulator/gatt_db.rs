@@ -7,6 +7,9 @@
 use vectorcare_hal::ble::simulated::{PeripheralSpec, SimCharacteristic, SimService};
 use vectorcare_hal::ble::{BleAddress, CharProps, uuid16};
 
+use time::OffsetDateTime;
+
+use super::engine::CGM_SESSION_LEAD_SECONDS;
 use super::scenario::BleProfile;
 use crate::decode::EncodeError;
 use crate::decode::gatt::{blood_pressure, cgm, clock, plx, thermometer, uuids, weight};
@@ -99,13 +102,28 @@ fn date_time_bytes(t: DeviceTime) -> Vec<u8> {
     v
 }
 
-/// The database of a `profile` device; `start` is its clock at the start of the run.
+/// Device time of `t` (simulated clocks run in UTC).
+pub fn device_time(t: OffsetDateTime) -> DeviceTime {
+    DeviceTime {
+        year: u16::try_from(t.year()).unwrap_or(2000),
+        month: u8::from(t.month()),
+        day: t.day(),
+        hours: t.hour(),
+        minutes: t.minute(),
+        seconds: t.second(),
+    }
+}
+
+/// The database of a `profile` device; `run_start` is when the run (and its clock) starts.
 pub fn database(
     profile: BleProfile,
     model: &str,
     serial: &str,
-    start: DeviceTime,
+    run_start: OffsetDateTime,
 ) -> Result<Vec<ServiceDef>, EncodeError> {
+    let start = device_time(run_start);
+    let session_start =
+        device_time(run_start - time::Duration::seconds_f64(CGM_SESSION_LEAD_SECONDS));
     let c = |uuid: u16, props: CharProps| CharDef {
         uuid,
         props,
@@ -169,7 +187,7 @@ pub fn database(
             v(CGM_STATUS, CharProps::READ, with_crc(vec![0, 0, 0, 0, 0])),
             // Session Start Time: date time, time zone UTC (0), DST standard (0).
             v(CGM_SESSION_START_TIME, READ_WRITE, {
-                let mut b = date_time_bytes(start);
+                let mut b = date_time_bytes(session_start);
                 b.extend([0, 0]);
                 with_crc(b)
             }),

@@ -20,7 +20,7 @@ use super::mqtt::MqttTarget;
 use super::racp_store::{RacpOutput, RecordStore};
 use super::scenario::{BleProfile, DeviceSpec, Scenario, Transport};
 use crate::decode::gatt::uuids;
-use crate::reading::DeviceTime;
+use time::OffsetDateTime;
 
 /// How long a serial write may wait for the reader before the device counts as unplugged.
 const SERIAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -42,7 +42,7 @@ pub struct InProcessTarget {
     mqtt: Option<MqttTarget>,
     ble: HashMap<usize, BleDevice>,
     ports: HashMap<usize, SerialDevice>,
-    start_time: Option<DeviceTime>,
+    start_time: Option<OffsetDateTime>,
 }
 
 impl InProcessTarget {
@@ -64,7 +64,7 @@ impl InProcessTarget {
     }
 
     /// Device clocks at the start (for the CGM session start and the first Current Time).
-    pub fn with_start_time(mut self, t: DeviceTime) -> Self {
+    pub fn with_start_time(mut self, t: OffsetDateTime) -> Self {
         self.start_time = Some(t);
         self
     }
@@ -135,14 +135,10 @@ fn racp_handler(profile: BleProfile, store: Arc<Mutex<RecordStore>>) -> WriteHan
 
 impl Target for InProcessTarget {
     async fn start(&mut self, scenario: &Scenario) -> Result<(), SimError> {
-        let start = self.start_time.unwrap_or(DeviceTime {
-            year: 2026,
-            month: 1,
-            day: 1,
-            hours: 0,
-            minutes: 0,
-            seconds: 0,
-        });
+        let start = self
+            .start_time
+            .or(scenario.start)
+            .unwrap_or_else(OffsetDateTime::now_utc);
         for (i, d) in scenario.devices.iter().enumerate() {
             match &d.transport {
                 Transport::Ble { profile, address } => {

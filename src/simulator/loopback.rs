@@ -318,16 +318,7 @@ pub async fn play_inprocess_checked(
         .start
         .or(scenario.start)
         .unwrap_or_else(OffsetDateTime::now_utc);
-    let mut target = InProcessTarget::new(central.clone(), serial.clone()).with_start_time(
-        crate::reading::DeviceTime {
-            year: u16::try_from(start.year()).unwrap_or(2026),
-            month: u8::from(start.month()),
-            day: start.day(),
-            hours: start.hour(),
-            minutes: start.minute(),
-            seconds: start.second(),
-        },
-    );
+    let mut target = InProcessTarget::new(central.clone(), serial.clone()).with_start_time(start);
     let options = super::engine::PlayOptions {
         start: Some(start),
         ..options
