@@ -20,7 +20,10 @@ use vectorcare_gateway::simulator::engine::PlayOptions;
 use vectorcare_gateway::simulator::loopback::{self, Decoded};
 use vectorcare_gateway::simulator::mqtt::MqttTarget;
 use vectorcare_gateway::simulator::pty::SerialTarget;
-use vectorcare_gateway::simulator::scenario::{DeviceSpec, Scenario, SerialProtocol, Transport};
+use vectorcare_gateway::simulator::scenario::{
+    BleProfile, DeviceSpec, Scenario, SerialProtocol, Transport,
+};
+use vectorcare_gateway::simulator::{bluer_peripheral, gatt_db};
 use vectorcare_gateway::simulator::{PlayReport, load_file, play};
 
 fn scenario_files() -> Vec<PathBuf> {
@@ -254,22 +257,30 @@ fn every_scenario_plays_against_a_real_mosquitto_and_every_payload_decodes() {
                     break;
                 }
             }
+            let played = std::sync::atomic::AtomicBool::new(false);
             let collect = async {
                 let mut got: Vec<(String, Vec<u8>)> = Vec::new();
-                while let Ok(Ok(ev)) =
-                    tokio::time::timeout(Duration::from_millis(1500), events.poll()).await
-                {
-                    if let Event::Incoming(Packet::Publish(p)) = ev {
-                        got.push((p.topic.clone(), p.payload.to_vec()));
+                // Until the devices are done and the broker has been quiet for a moment.
+                loop {
+                    match tokio::time::timeout(Duration::from_millis(300), events.poll()).await {
+                        Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                            got.push((p.topic.clone(), p.payload.to_vec()));
+                        }
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => panic!("subscriber: {e}"),
+                        Err(_) if played.load(std::sync::atomic::Ordering::SeqCst) => break,
+                        Err(_) => {}
                     }
                 }
                 got
             };
             let mut target = MqttTarget::new("127.0.0.1", broker.port);
-            let (report, got) = tokio::join!(
-                play(&scenario, &mut target, fast(), std::future::pending()),
-                collect
-            );
+            let playing = async {
+                let report = play(&scenario, &mut target, fast(), std::future::pending()).await;
+                played.store(true, std::sync::atomic::Ordering::SeqCst);
+                report
+            };
+            let (report, got) = tokio::join!(playing, collect);
             let report = report.unwrap_or_else(|e| panic!("{file}: {e}"));
             let _ = client.disconnect().await;
             (report, got)
@@ -296,4 +307,95 @@ fn every_scenario_plays_against_a_real_mosquitto_and_every_payload_decodes() {
     }
     broker.stop();
     assert!(mqtt_devices >= 3, "vitals, open_mhealth and fhir_observation are covered");
+}
+
+/// The SIG service tables (Bluetooth SIG service specifications: HRS, BLS, HTS, PLXS, WSS,
+/// GLS, CGMS, CTS, DIS), written out independently of the simulator's database: service UUID
+/// → (characteristic UUID, properties "r", "w", "n", "i").
+fn spec_table(profile: BleProfile) -> BTreeMap<u16, BTreeMap<u16, &'static str>> {
+    let profile_chars: (u16, &[(u16, &str)]) = match profile {
+        BleProfile::HeartRate => (0x180D, &[(0x2A37, "n")]),
+        BleProfile::BloodPressure => (0x1810, &[(0x2A35, "i"), (0x2A49, "r")]),
+        BleProfile::Thermometer => (0x1809, &[(0x2A1C, "i"), (0x2A1D, "r")]),
+        BleProfile::PulseOximeter => (0x1822, &[(0x2A5E, "i"), (0x2A60, "r")]),
+        BleProfile::WeightScale => (0x181D, &[(0x2A9D, "i"), (0x2A9E, "r")]),
+        BleProfile::Glucose => (
+            0x1808,
+            &[(0x2A18, "n"), (0x2A34, "n"), (0x2A51, "r"), (0x2A52, "wi")],
+        ),
+        BleProfile::Cgm => (
+            0x181F,
+            &[
+                (0x2AA7, "n"),
+                (0x2AA8, "r"),
+                (0x2AA9, "r"),
+                (0x2AAA, "rw"),
+                (0x2AAB, "r"),
+                (0x2A52, "wi"),
+                (0x2AAC, "wi"),
+            ],
+        ),
+    };
+    let mut table = BTreeMap::new();
+    table.insert(profile_chars.0, profile_chars.1.iter().copied().collect());
+    table.insert(0x1805, BTreeMap::from([(0x2A2B, "rn")]));
+    table.insert(
+        0x180A,
+        BTreeMap::from([(0x2A29, "r"), (0x2A24, "r"), (0x2A25, "r")]),
+    );
+    table
+}
+
+fn short(uuid: &uuid::Uuid) -> u16 {
+    vectorcare_hal::ble::short_uuid(uuid).expect("a SIG 16-bit UUID")
+}
+
+/// The BlueZ GATT application the `ble` target registers, as (service → characteristic →
+/// properties), read from the `bluer` structures themselves.
+fn application_table(profile: BleProfile) -> BTreeMap<u16, BTreeMap<u16, String>> {
+    let start = time::macros::datetime!(2026-11-23 07:00:00 UTC);
+    let db = gatt_db::database(profile, "model", "serial", start).expect("encodable");
+    let app = bluer_peripheral::application(profile, &db, &Default::default(), &Default::default());
+    app.services
+        .iter()
+        .map(|s| {
+            assert!(s.primary, "every service is primary");
+            let chars = s
+                .characteristics
+                .iter()
+                .map(|c| {
+                    let mut p = String::new();
+                    if c.read.as_ref().is_some_and(|r| r.read) {
+                        p.push('r');
+                    }
+                    if c.write.as_ref().is_some_and(|w| w.write) {
+                        p.push('w');
+                    }
+                    if c.notify.as_ref().is_some_and(|n| n.notify) {
+                        p.push('n');
+                    }
+                    if c.notify.as_ref().is_some_and(|n| n.indicate) {
+                        p.push('i');
+                    }
+                    (short(&c.uuid), p)
+                })
+                .collect();
+            (short(&s.uuid), chars)
+        })
+        .collect()
+}
+
+#[test]
+fn the_ble_peripherals_gatt_application_matches_the_sig_service_tables() {
+    for profile in BleProfile::ALL {
+        let expected: BTreeMap<u16, BTreeMap<u16, String>> = spec_table(profile)
+            .into_iter()
+            .map(|(s, chars)| (s, chars.into_iter().map(|(c, p)| (c, p.to_owned())).collect()))
+            .collect();
+        assert_eq!(application_table(profile), expected, "{}", profile.name());
+        let ad = bluer_peripheral::advertisement(profile, "VC-SIM x");
+        assert_eq!(ad.advertisement_type, bluer::adv::Type::Peripheral);
+        let advertised: Vec<u16> = ad.service_uuids.iter().map(short).collect();
+        assert_eq!(advertised, vec![gatt_db::service_uuid(profile)], "{}", profile.name());
+    }
 }
