@@ -6,6 +6,8 @@
 //! Needs mosquitto: `scripts/install/mosquitto.sh`. Scenarios play at `speed = 0` (no
 //! waiting), so a simulated week takes a moment.
 
+#[path = "support/gatt_spec.rs"]
+mod gatt_spec;
 #[path = "../src/sources/mqtt/mosquitto.rs"]
 #[allow(dead_code)]
 mod mosquitto;
@@ -309,43 +311,6 @@ fn every_scenario_plays_against_a_real_mosquitto_and_every_payload_decodes() {
     assert!(mqtt_devices >= 3, "vitals, open_mhealth and fhir_observation are covered");
 }
 
-/// The SIG service tables (Bluetooth SIG service specifications: HRS, BLS, HTS, PLXS, WSS,
-/// GLS, CGMS, CTS, DIS), written out independently of the simulator's database: service UUID
-/// → (characteristic UUID, properties "r", "w", "n", "i").
-fn spec_table(profile: BleProfile) -> BTreeMap<u16, BTreeMap<u16, &'static str>> {
-    let profile_chars: (u16, &[(u16, &str)]) = match profile {
-        BleProfile::HeartRate => (0x180D, &[(0x2A37, "n")]),
-        BleProfile::BloodPressure => (0x1810, &[(0x2A35, "i"), (0x2A49, "r")]),
-        BleProfile::Thermometer => (0x1809, &[(0x2A1C, "i"), (0x2A1D, "r")]),
-        BleProfile::PulseOximeter => (0x1822, &[(0x2A5E, "i"), (0x2A60, "r")]),
-        BleProfile::WeightScale => (0x181D, &[(0x2A9D, "i"), (0x2A9E, "r")]),
-        BleProfile::Glucose => (
-            0x1808,
-            &[(0x2A18, "n"), (0x2A34, "n"), (0x2A51, "r"), (0x2A52, "wi")],
-        ),
-        BleProfile::Cgm => (
-            0x181F,
-            &[
-                (0x2AA7, "n"),
-                (0x2AA8, "r"),
-                (0x2AA9, "r"),
-                (0x2AAA, "rw"),
-                (0x2AAB, "r"),
-                (0x2A52, "wi"),
-                (0x2AAC, "wi"),
-            ],
-        ),
-    };
-    let mut table = BTreeMap::new();
-    table.insert(profile_chars.0, profile_chars.1.iter().copied().collect());
-    table.insert(0x1805, BTreeMap::from([(0x2A2B, "rn")]));
-    table.insert(
-        0x180A,
-        BTreeMap::from([(0x2A29, "r"), (0x2A24, "r"), (0x2A25, "r")]),
-    );
-    table
-}
-
 fn short(uuid: &uuid::Uuid) -> u16 {
     vectorcare_hal::ble::short_uuid(uuid).expect("a SIG 16-bit UUID")
 }
@@ -355,7 +320,8 @@ fn short(uuid: &uuid::Uuid) -> u16 {
 fn application_table(profile: BleProfile) -> BTreeMap<u16, BTreeMap<u16, String>> {
     let start = time::macros::datetime!(2026-11-23 07:00:00 UTC);
     let db = gatt_db::database(profile, "model", "serial", start).expect("encodable");
-    let app = bluer_peripheral::application(profile, &db, &Default::default(), &Default::default());
+    let state = std::sync::Arc::default();
+    let app = bluer_peripheral::application(profile, &db, &state, &Default::default());
     app.services
         .iter()
         .map(|s| {
@@ -388,10 +354,7 @@ fn application_table(profile: BleProfile) -> BTreeMap<u16, BTreeMap<u16, String>
 #[test]
 fn the_ble_peripherals_gatt_application_matches_the_sig_service_tables() {
     for profile in BleProfile::ALL {
-        let expected: BTreeMap<u16, BTreeMap<u16, String>> = spec_table(profile)
-            .into_iter()
-            .map(|(s, chars)| (s, chars.into_iter().map(|(c, p)| (c, p.to_owned())).collect()))
-            .collect();
+        let expected = gatt_spec::spec_table(profile);
         assert_eq!(application_table(profile), expected, "{}", profile.name());
         let ad = bluer_peripheral::advertisement(profile, "VC-SIM x");
         assert_eq!(ad.advertisement_type, bluer::adv::Type::Peripheral);

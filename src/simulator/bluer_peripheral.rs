@@ -6,7 +6,7 @@
 //! One adapter is one peripheral identity, so this target serves ONE BLE device of the
 //! scenario (choose it with `--device`; run one `simulate` per adapter for more).
 //! Pushed values wait until the central subscribes (a cuff keeps its measurement until the
-//! hub connects); glucose and CGM records are served through RACP from the shared
+//! hub connects; nothing is dropped, so a device left unread for days holds days of values); glucose and CGM records are served through RACP from the shared
 //! [`RecordStore`]. A `disconnect` fault disconnects every connected central and stops
 //! advertising for its duration.
 
@@ -20,7 +20,7 @@ use bluer::gatt::local::{
     CharacteristicWriteMethod, ReqError, Service,
 };
 use futures::FutureExt;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use vectorcare_hal::ble::uuid16;
 
 use super::SimError;
@@ -33,49 +33,79 @@ use crate::decode::gatt::{cgm, uuids};
 use crate::sources::ble::profiles::services;
 
 /// Most values a device keeps for a central that has not subscribed yet.
-const MAX_PENDING: usize = 1000;
+const MAX_PENDING: usize = 10_000;
 
-/// The live state behind the GATT callbacks.
+/// How long an indication waits for the central's confirmation.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The live state behind the GATT callbacks. Pushed values wait in a queue per
+/// characteristic until a central is subscribed. The callbacks never wait on the central
+/// (bluer answers StartNotify and WriteValue only when they return): they queue and wake the
+/// target, whose [`BluerTarget::idle`] / `apply` deliver — so nothing here spawns a task.
 #[derive(Default)]
 pub struct PeripheralState {
-    notifiers: HashMap<u16, CharacteristicNotifier>,
-    pending: HashMap<u16, VecDeque<Vec<u8>>>,
-    store: RecordStore,
+    /// (characteristic, value) in the order the device produced them: records before the
+    /// RACP response that ends the procedure.
+    pending: StdMutex<VecDeque<(u16, Vec<u8>)>>,
+    notifiers: Mutex<HashMap<u16, CharacteristicNotifier>>,
+    wake: Notify,
+    store: StdMutex<RecordStore>,
 }
 
-pub type Shared = Arc<Mutex<PeripheralState>>;
+pub type Shared = Arc<PeripheralState>;
 /// Values reads return, by characteristic (Current Time changes with every measurement).
 pub type Readable = Arc<StdMutex<HashMap<u16, Vec<u8>>>>;
 
 impl PeripheralState {
-    /// Notifies/indicates `bytes` on `uuid` now, or keeps it until a central subscribes.
-    async fn send(&mut self, uuid: u16, bytes: Vec<u8>) {
-        if let Some(notifier) = self.notifiers.get_mut(&uuid)
-            && !notifier.is_stopped()
-        {
-            match notifier.notify(bytes.clone()).await {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::debug!(error = %err, "notification failed; keeping the value");
-                    self.notifiers.remove(&uuid);
-                }
-            }
+    /// Queues `bytes` for `uuid` and wakes the deliverer.
+    fn send(&self, uuid: u16, bytes: Vec<u8>) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        if pending.len() >= MAX_PENDING {
+            pending.pop_front();
         }
-        let queue = self.pending.entry(uuid).or_default();
-        if queue.len() >= MAX_PENDING {
-            queue.pop_front();
-        }
-        queue.push_back(bytes);
+        pending.push_back((uuid, bytes));
+        drop(pending);
+        self.wake.notify_one();
     }
 
-    async fn subscribed(&mut self, uuid: u16, mut notifier: CharacteristicNotifier) {
-        let waiting: Vec<Vec<u8>> = self.pending.remove(&uuid).unwrap_or_default().into();
-        for bytes in waiting {
-            if notifier.notify(bytes).await.is_err() {
-                return;
+    fn store(&self) -> std::sync::MutexGuard<'_, RecordStore> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Delivers, oldest first, every queued value whose characteristic has a subscribed
+    /// central; the others keep their place.
+    pub async fn flush(&self) {
+        let mut notifiers = self.notifiers.lock().await;
+        notifiers.retain(|_, n| !n.is_stopped());
+        let mut kept = VecDeque::new();
+        loop {
+            let next = self
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some((uuid, bytes)) = next else { break };
+            let Some(notifier) = notifiers.get_mut(&uuid) else {
+                kept.push_back((uuid, bytes));
+                continue;
+            };
+            // An indication waits for the central's confirmation: not forever.
+            let sent = tokio::time::timeout(CONFIRM_TIMEOUT, notifier.notify(bytes.clone())).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::debug!("notification not delivered; kept for the next subscription");
+                notifiers.remove(&uuid);
+                kept.push_back((uuid, bytes));
             }
         }
-        self.notifiers.insert(uuid, notifier);
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        // Values queued during the flush go after the ones kept.
+        kept.extend(pending.drain(..));
+        *pending = kept;
+    }
+
+    async fn subscribed(&self, uuid: u16, notifier: CharacteristicNotifier) {
+        self.notifiers.lock().await.insert(uuid, notifier);
+        self.wake.notify_one();
     }
 }
 
@@ -91,22 +121,21 @@ fn measurement_uuid(profile: BleProfile) -> u16 {
     }
 }
 
-/// What a control-point write answers (run inside BlueZ's write callback).
-async fn control_point_write(
+/// Answers a control-point write at once; responses and records go out through the queues.
+fn control_point_write(
     profile: BleProfile,
     uuid: u16,
-    value: Vec<u8>,
-    shared: Shared,
-    readable: Readable,
+    value: &[u8],
+    state: &PeripheralState,
+    readable: &Readable,
 ) -> Result<(), ReqError> {
-    let mut state = shared.lock().await;
     match uuid {
         uuids::RECORD_ACCESS_CONTROL_POINT => {
-            let out = state.store.answer(&value);
+            let out = state.store().answer(value);
             for o in out {
                 match o {
-                    RacpOutput::Record(bytes) => state.send(measurement_uuid(profile), bytes).await,
-                    RacpOutput::ControlPoint(bytes) => state.send(uuid, bytes).await,
+                    RacpOutput::Record(bytes) => state.send(measurement_uuid(profile), bytes),
+                    RacpOutput::ControlPoint(bytes) => state.send(uuid, bytes),
                 }
             }
             Ok(())
@@ -118,14 +147,14 @@ async fn control_point_write(
             let mut resp = vec![0x1C, op, 0x01];
             let crc = cgm::crc16_mcrf4xx(&resp);
             resp.extend_from_slice(&crc.to_le_bytes());
-            state.send(uuid, resp).await;
+            state.send(uuid, resp);
             Ok(())
         }
         CGM_SESSION_START_TIME => {
             readable
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(uuid, value);
+                .insert(uuid, value.to_vec());
             Ok(())
         }
         _ => Err(ReqError::NotSupported),
@@ -173,14 +202,9 @@ pub fn application(
                             write: true,
                             method: CharacteristicWriteMethod::Fun(Box::new(
                                 move |value, _req| {
-                                    control_point_write(
-                                        profile,
-                                        uuid,
-                                        value,
-                                        shared.clone(),
-                                        readable.clone(),
-                                    )
-                                    .boxed()
+                                    let result =
+                                        control_point_write(profile, uuid, &value, &shared, &readable);
+                                    async move { result }.boxed()
                                 },
                             )),
                             ..Default::default()
@@ -193,10 +217,7 @@ pub fn application(
                             indicate: c.props.indicate,
                             method: CharacteristicNotifyMethod::Fun(Box::new(move |notifier| {
                                 let shared = shared.clone();
-                                async move {
-                                    shared.lock().await.subscribed(uuid, notifier).await;
-                                }
-                                .boxed()
+                                async move { shared.subscribed(uuid, notifier).await }.boxed()
                             })),
                             ..Default::default()
                         }
@@ -273,9 +294,9 @@ impl BluerTarget {
         Some((adapter.name().to_owned(), address.to_string()))
     }
 
-    async fn store(&self, served: &Served, sample: &Sample) -> Result<(), SimError> {
+    fn store(served: &Served, sample: &Sample) -> Result<(), SimError> {
         let v = ble_value(served.profile, sample)?;
-        served.shared.lock().await.store.insert(v.record_key, v.bytes);
+        served.shared.store().insert(v.record_key, v.bytes);
         Ok(())
     }
 
@@ -382,24 +403,19 @@ impl Target for BluerTarget {
                     .insert(uuids::CURRENT_TIME, current_time_value(sample.time));
                 let v = ble_value(profile, sample)?;
                 if v.delivery != Delivery::Push {
-                    self.store(served, sample).await?;
+                    Self::store(served, sample)?;
                 }
                 if v.delivery != Delivery::Store {
-                    served.shared.lock().await.send(v.characteristic, v.bytes).await;
+                    served.shared.send(v.characteristic, v.bytes);
                 }
             }
             Action::Store(samples) => {
                 for s in samples {
-                    self.store(served, s).await?;
+                    Self::store(served, s)?;
                 }
             }
             Action::Garbage(bytes) => {
-                served
-                    .shared
-                    .lock()
-                    .await
-                    .send(measurement_uuid(profile), bytes.clone())
-                    .await;
+                served.shared.send(measurement_uuid(profile), bytes.clone());
             }
             Action::Disconnect => {
                 if let Some(s) = self.served.as_mut() {
@@ -418,10 +434,26 @@ impl Target for BluerTarget {
                 }
             }
         }
+        if let Some(served) = &self.served {
+            served.shared.flush().await;
+        }
         Ok(())
     }
 
+    async fn idle(&mut self) {
+        match &self.served {
+            Some(served) => {
+                served.shared.wake.notified().await;
+                served.shared.flush().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
     async fn finish(&mut self) -> Result<(), SimError> {
+        if let Some(served) = &self.served {
+            served.shared.flush().await;
+        }
         // Dropping the handles unregisters the application and the advertisement.
         self.served = None;
         Ok(())

@@ -77,6 +77,11 @@ pub trait Target {
         index: usize,
         action: &Action,
     ) -> impl Future<Output = Result<(), SimError>>;
+    /// Work to do between events (deliver values a central subscribed to meanwhile); polled
+    /// while the engine waits for the next event.
+    fn idle(&mut self) -> impl Future<Output = ()> {
+        std::future::pending()
+    }
     /// Called after the last event (flush, wait for acknowledgements).
     fn finish(&mut self) -> impl Future<Output = Result<(), SimError>>;
 }
@@ -351,9 +356,12 @@ pub async fn play<T: Target>(
             };
             if options.speed > 0.0 {
                 let due = began + Duration::from_secs_f64(event.at / options.speed);
-                tokio::select! {
-                    () = tokio::time::sleep_until(due) => {}
-                    () = &mut stop => break 'rounds,
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => break,
+                        () = target.idle() => {}
+                        () = &mut stop => break 'rounds,
+                    }
                 }
             } else {
                 // Let other tasks (the gateway under test) run between events.
