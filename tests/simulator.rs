@@ -25,8 +25,8 @@ use vectorcare_gateway::simulator::pty::SerialTarget;
 use vectorcare_gateway::simulator::scenario::{
     BleProfile, DeviceSpec, Scenario, SerialProtocol, Transport,
 };
-use vectorcare_gateway::simulator::{bluer_peripheral, gatt_db};
 use vectorcare_gateway::simulator::{PlayReport, load_file, play};
+use vectorcare_gateway::simulator::{bluer_peripheral, gatt_db};
 
 fn scenario_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scenarios");
@@ -36,7 +36,10 @@ fn scenario_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 10, "one scenario per profile + mixed: {files:?}");
+    assert!(
+        files.len() >= 10,
+        "one scenario per profile + mixed: {files:?}"
+    );
     files
 }
 
@@ -82,7 +85,11 @@ fn expected_values(device: &DeviceSpec, report: &PlayReport) -> u64 {
 fn check_decoded(file: &str, device: &DeviceSpec, report: &PlayReport, got: &Decoded) {
     let c = report.devices[&device.name];
     let expected = expected_values(device, report);
-    assert!(c.measurements > 0, "{file}/{}: nothing measured", device.name);
+    assert!(
+        c.measurements > 0,
+        "{file}/{}: nothing measured",
+        device.name
+    );
     // Garbage can, by chance, be a valid value (two random bytes are a valid heart rate).
     assert_eq!(
         got.values + got.refused,
@@ -118,8 +125,10 @@ fn every_scenario_plays_in_process_and_decodes_as_the_gateway_decodes() {
 #[test]
 fn the_same_seed_replays_the_same_values_and_another_seed_does_not() {
     let rt = runtime();
-    let s = load_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scenarios/serial-devices.toml"))
-        .expect("scenario");
+    let s = load_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/scenarios/serial-devices.toml"),
+    )
+    .expect("scenario");
     let run = |seed: u64| {
         rt.block_on(async {
             let mut target = SerialTarget::pty();
@@ -162,7 +171,9 @@ async fn play_on_ptys(
                 let mut stopping = false;
                 loop {
                     let read = if stopping {
-                        match tokio::time::timeout(Duration::from_millis(300), port.read(&mut buf)).await {
+                        match tokio::time::timeout(Duration::from_millis(300), port.read(&mut buf))
+                            .await
+                        {
                             Ok(r) => r,
                             Err(_) => break,
                         }
@@ -184,7 +195,10 @@ async fn play_on_ptys(
     // `start` already ran: a wrapper that skips it.
     struct Started<'a>(&'a mut SerialTarget);
     impl vectorcare_gateway::simulator::Target for Started<'_> {
-        async fn start(&mut self, _: &Scenario) -> Result<(), vectorcare_gateway::simulator::SimError> {
+        async fn start(
+            &mut self,
+            _: &Scenario,
+        ) -> Result<(), vectorcare_gateway::simulator::SimError> {
             Ok(())
         }
         fn plays(&self, t: &Transport) -> bool {
@@ -203,9 +217,14 @@ async fn play_on_ptys(
         }
     }
     let play = async {
-        let report = play(scenario, &mut Started(target), options, std::future::pending())
-            .await
-            .expect("plays");
+        let report = play(
+            scenario,
+            &mut Started(target),
+            options,
+            std::future::pending(),
+        )
+        .await
+        .expect("plays");
         let _ = stop_tx.send(true);
         report
     };
@@ -240,7 +259,8 @@ fn every_scenario_plays_on_pseudo_terminals_and_every_line_decodes() {
 
 #[test]
 fn every_scenario_plays_against_a_real_mosquitto_and_every_payload_decodes() {
-    let mut broker = mosquitto::Mosquitto::start("listener {port} 127.0.0.1\nallow_anonymous true\n");
+    let mut broker =
+        mosquitto::Mosquitto::start("listener {port} 127.0.0.1\nallow_anonymous true\n");
     let rt = runtime();
     let mut mqtt_devices = 0;
     for (file, scenario) in scenarios() {
@@ -308,7 +328,10 @@ fn every_scenario_plays_against_a_real_mosquitto_and_every_payload_decodes() {
         }
     }
     broker.stop();
-    assert!(mqtt_devices >= 3, "vitals, open_mhealth and fhir_observation are covered");
+    assert!(
+        mqtt_devices >= 3,
+        "vitals, open_mhealth and fhir_observation are covered"
+    );
 }
 
 fn short(uuid: &uuid::Uuid) -> u16 {
@@ -359,6 +382,11 @@ fn the_ble_peripherals_gatt_application_matches_the_sig_service_tables() {
         let ad = bluer_peripheral::advertisement(profile, "VC-SIM x");
         assert_eq!(ad.advertisement_type, bluer::adv::Type::Peripheral);
         let advertised: Vec<u16> = ad.service_uuids.iter().map(short).collect();
-        assert_eq!(advertised, vec![gatt_db::service_uuid(profile)], "{}", profile.name());
+        assert_eq!(
+            advertised,
+            vec![gatt_db::service_uuid(profile)],
+            "{}",
+            profile.name()
+        );
     }
 }

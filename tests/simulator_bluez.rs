@@ -26,8 +26,8 @@ use vectorcare_gateway::decode::gatt::{glucose, uuids};
 use vectorcare_gateway::simulator::Target;
 use vectorcare_gateway::simulator::bluer_peripheral::BluerTarget;
 use vectorcare_gateway::simulator::engine::{Action, timeline};
-use vectorcare_gateway::simulator::scenario::BleProfile;
 use vectorcare_gateway::simulator::load_file;
+use vectorcare_gateway::simulator::scenario::BleProfile;
 
 const PYTHON: &str = "/usr/bin/python3";
 const WAIT: Duration = Duration::from_secs(20);
@@ -72,7 +72,8 @@ fn start_mock(dir: &Path) -> Mock {
     BufReader::new(daemon.stdout.take().expect("piped"))
         .read_line(&mut line)
         .expect("dbus-daemon prints its address when ready");
-    let template = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_mock/gatt_template.py");
+    let template =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_mock/gatt_template.py");
     let mock = Command::new(PYTHON)
         .args(["-m", "dbusmock", "--system", "--template"])
         .arg(&template)
@@ -117,6 +118,9 @@ fn central_options() -> dbus::arg::PropMap {
     options
 }
 
+/// (object path, value) of every PropertiesChanged "Value" seen.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 type AppRow = (String, String, String, String, bool, String, Vec<String>);
 
 fn short(text: &str) -> u16 {
@@ -126,12 +130,20 @@ fn short(text: &str) -> u16 {
 
 fn flags_text(flags: &[String]) -> String {
     let mut out = String::new();
-    for (flag, letter) in [("read", 'r'), ("write", 'w'), ("notify", 'n'), ("indicate", 'i')] {
+    for (flag, letter) in [
+        ("read", 'r'),
+        ("write", 'w'),
+        ("notify", 'n'),
+        ("indicate", 'i'),
+    ] {
         if flags.iter().any(|f| f == flag) {
             out.push(letter);
         }
     }
-    for other in flags.iter().filter(|f| !["read", "write", "notify", "indicate"].contains(&f.as_str())) {
+    for other in flags
+        .iter()
+        .filter(|f| !["read", "write", "notify", "indicate"].contains(&f.as_str()))
+    {
         out.push_str(&format!("+{other}"));
     }
     out
@@ -143,13 +155,18 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
     std::fs::create_dir_all(&dir).expect("bus dir");
     let mock = start_mock(&dir);
     let mock_call = |method: &str| {
-        mock.conn.with_proxy("org.bluez", "/", WAIT)
-    }
-    .method_call::<(dbus::Path<'static>,), _, _, _>("org.bluez.Mock", method, ("hci0", "00:1A:7D:DA:71:13"));
+        { mock.conn.with_proxy("org.bluez", "/", WAIT) }
+            .method_call::<(dbus::Path<'static>,), _, _, _>(
+                "org.bluez.Mock",
+                method,
+                ("hci0", "00:1A:7D:DA:71:13"),
+            )
+    };
     let _ = mock_call("AddAdapter").expect("AddAdapter");
 
-    let scenario = load_file(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/scenarios/glucose.toml"))
-        .expect("scenario");
+    let scenario =
+        load_file(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/scenarios/glucose.toml"))
+            .expect("scenario");
     let start = scenario.start.expect("the glucose scenario has a start");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -157,7 +174,8 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
         .build()
         .expect("runtime");
     let mut target = BluerTarget::new(Some("hci0".to_owned()), start);
-    rt.block_on(target.start(&scenario)).expect("serves on the mock adapter");
+    rt.block_on(target.start(&scenario))
+        .expect("serves on the mock adapter");
 
     // 1. The registered database, as bluetoothd read it, against the SIG tables.
     let (rows,): (Vec<AppRow>,) = mock
@@ -167,7 +185,10 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
         .expect("GattApplications");
     let mut registered: BTreeMap<u16, BTreeMap<u16, String>> = BTreeMap::new();
     let mut paths: BTreeMap<u16, String> = BTreeMap::new();
-    let client = rows.first().map(|r| r.0.clone()).expect("an application is registered");
+    let client = rows
+        .first()
+        .map(|r| r.0.clone())
+        .expect("an application is registered");
     for (_, _, service, path, primary, characteristic, flags) in &rows {
         assert!(primary, "primary services");
         registered
@@ -187,7 +208,10 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
     assert_eq!(ads.len(), 1, "{ads:?}");
     assert_eq!(ads[0].0, "peripheral");
     assert_eq!(ads[0].1, "VC-SIM glucose-meter");
-    assert_eq!(ads[0].2.iter().map(|u| short(u)).collect::<Vec<_>>(), vec![0x1808]);
+    assert_eq!(
+        ads[0].2.iter().map(|u| short(u)).collect::<Vec<_>>(),
+        vec![0x1808]
+    );
 
     // 3. Play the first events: 10 stored records + the first measurement, all kept as records.
     let events = timeline(&scenario, scenario.seed, start);
@@ -209,11 +233,15 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
             .with_proxy(client.clone(), dbus::Path::from(paths[&uuid].clone()), WAIT)
     };
     let (manufacturer,): (Vec<u8>,) = char_proxy(0x2A29)
-        .method_call("org.bluez.GattCharacteristic1", "ReadValue", (central_options(),))
+        .method_call(
+            "org.bluez.GattCharacteristic1",
+            "ReadValue",
+            (central_options(),),
+        )
         .expect("ReadValue");
     assert_eq!(manufacturer, b"VectorCare Simulated Devices");
 
-    let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let received: Received = Arc::default();
     let sink = received.clone();
     let rule = MatchRule::new_signal("org.freedesktop.DBus.Properties", "PropertiesChanged");
     mock.conn
@@ -227,7 +255,10 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
             true
         })
         .expect("match PropertiesChanged");
-    for uuid in [uuids::GLUCOSE_MEASUREMENT, uuids::RECORD_ACCESS_CONTROL_POINT] {
+    for uuid in [
+        uuids::GLUCOSE_MEASUREMENT,
+        uuids::RECORD_ACCESS_CONTROL_POINT,
+    ] {
         let () = char_proxy(uuid)
             .method_call("org.bluez.GattCharacteristic1", "StartNotify", ())
             .expect("StartNotify");
@@ -263,7 +294,9 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
         });
         let deadline = Instant::now() + WAIT;
         let response = loop {
-            mock.conn.process(Duration::from_millis(50)).expect("process");
+            mock.conn
+                .process(Duration::from_millis(50))
+                .expect("process");
             let got = received.lock().expect("lock").clone();
             if let Some((_, bytes)) = got.iter().find(|(p, _)| *p == racp_path) {
                 let () = char_proxy(uuids::RECORD_ACCESS_CONTROL_POINT)
@@ -275,7 +308,9 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
         };
         // Keep reading until the simulator is idle again (the pump's time is up).
         while !pump.is_finished() {
-            mock.conn.process(Duration::from_millis(50)).expect("process");
+            mock.conn
+                .process(Duration::from_millis(50))
+                .expect("process");
         }
         pump.join().expect("pump");
         response
@@ -295,7 +330,11 @@ fn the_ble_target_registers_its_gatt_database_and_answers_racp_through_bluez() {
         .filter(|(p, _)| *p == measurement_path)
         .map(|(_, b)| glucose::decode(b).expect("a glucose record").sequence)
         .collect();
-    assert_eq!(records, (1..=11).collect::<Vec<u16>>(), "every stored record, in order");
+    assert_eq!(
+        records,
+        (1..=11).collect::<Vec<u16>>(),
+        "every stored record, in order"
+    );
 
     rt.block_on(target.finish()).expect("finish");
     drop(mock);

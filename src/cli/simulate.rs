@@ -115,9 +115,15 @@ async fn run(target: &str, baud: u32, scenario: &Scenario, options: PlayOptions)
         let (report, counts) = loopback::play_inprocess_checked(scenario, options)
             .await
             .map_err(failure)?;
-        println!("{:<20} {:>8} {:>9} {:>8}", "device", "decoded", "readings", "refused");
+        println!(
+            "{:<20} {:>8} {:>9} {:>8}",
+            "device", "decoded", "readings", "refused"
+        );
         for (name, c) in &counts {
-            println!("{name:<20} {:>8} {:>9} {:>8}", c.values, c.readings, c.refused);
+            println!(
+                "{name:<20} {:>8} {:>9} {:>8}",
+                c.values, c.readings, c.refused
+            );
         }
         report
     } else if target == "pty" {
@@ -147,7 +153,9 @@ async fn run(target: &str, baud: u32, scenario: &Scenario, options: PlayOptions)
     } else {
         return Err(Failure::new(
             exit::USAGE,
-            format!("unknown --target {target:?}: inprocess, ble[:hciN], pty, serial:/dev/…, mqtt://host:port"),
+            format!(
+                "unknown --target {target:?}: inprocess, ble[:hciN], pty, serial:/dev/…, mqtt://host:port"
+            ),
         ));
     };
     print_report(&report);
@@ -165,7 +173,11 @@ async fn play_with_paths(
         async fn start(&mut self, scenario: &Scenario) -> Result<(), SimError> {
             self.0.start(scenario).await?;
             for (i, path) in self.0.paths() {
-                println!("serial device {}: {}", scenario.devices[i].name, path.display());
+                println!(
+                    "serial device {}: {}",
+                    scenario.devices[i].name,
+                    path.display()
+                );
             }
             Ok(())
         }

@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use bluer::adv::{Advertisement, AdvertisementHandle, Type as AdvType};
 use bluer::gatt::local::{
     Application, ApplicationHandle, Characteristic, CharacteristicNotifier, CharacteristicNotify,
-    CharacteristicNotifyMethod, CharacteristicRead, CharacteristicWrite,
-    CharacteristicWriteMethod, ReqError, Service,
+    CharacteristicNotifyMethod, CharacteristicRead, CharacteristicWrite, CharacteristicWriteMethod,
+    ReqError, Service,
 };
 use futures::FutureExt;
 use tokio::sync::{Mutex, Notify};
@@ -200,13 +200,11 @@ pub fn application(
                         let readable = readable.clone();
                         CharacteristicWrite {
                             write: true,
-                            method: CharacteristicWriteMethod::Fun(Box::new(
-                                move |value, _req| {
-                                    let result =
-                                        control_point_write(profile, uuid, &value, &shared, &readable);
-                                    async move { result }.boxed()
-                                },
-                            )),
+                            method: CharacteristicWriteMethod::Fun(Box::new(move |value, _req| {
+                                let result =
+                                    control_point_write(profile, uuid, &value, &shared, &readable);
+                                async move { result }.boxed()
+                            })),
                             ..Default::default()
                         }
                     });
@@ -348,7 +346,12 @@ impl Target for BluerTarget {
             .set_powered(true)
             .await
             .map_err(|e| ble_error("powering the adapter", e))?;
-        let db = gatt_db::database(*profile, profile.name(), &device.serial_number, self.start_time)?;
+        let db = gatt_db::database(
+            *profile,
+            profile.name(),
+            &device.serial_number,
+            self.start_time,
+        )?;
         let readable: Readable = Arc::new(StdMutex::new(
             db.iter()
                 .flat_map(|s| s.characteristics.iter())

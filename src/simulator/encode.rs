@@ -7,7 +7,9 @@ use super::SimError;
 use super::engine::{Sample, SampleValue};
 use super::scenario::{BleProfile, DeviceSpec, MqttMeasure, MqttSchema, SerialProtocol, Special};
 use super::stream::Quantity;
-use crate::decode::gatt::{blood_pressure, cgm, glucose, heart_rate, plx, thermometer, uuids, weight};
+use crate::decode::gatt::{
+    blood_pressure, cgm, glucose, heart_rate, plx, thermometer, uuids, weight,
+};
 use crate::reading::{Decimal, DeviceTime, MeasuredValue};
 
 /// How a BLE value reaches the central.
@@ -66,7 +68,8 @@ pub fn ble_value(profile: BleProfile, sample: &Sample) -> Result<BleValue, SimEr
         BleProfile::HeartRate => push(
             uuids::HEART_RATE_MEASUREMENT,
             heart_rate::encode(&heart_rate::HeartRateMeasurement {
-                heart_rate: u16::try_from(scaled(number(sample, Q::HeartRate, 70), 0)).unwrap_or(70),
+                heart_rate: u16::try_from(scaled(number(sample, Q::HeartRate, 70), 0))
+                    .unwrap_or(70),
                 wide_format: false,
                 sensor_contact: heart_rate::SensorContact::Detected,
                 energy_expended_kj: None,
@@ -257,11 +260,21 @@ pub fn mqtt_payload(
             let reading = match measures {
                 MqttMeasure::BloodPressure => json!({"kind": "blood_pressure",
                     "systolic": n(Q::Systolic), "diastolic": n(Q::Diastolic), "unit": "mm[Hg]", "time": time}),
-                MqttMeasure::HeartRate => json!({"kind": "heart_rate", "value": n(Q::HeartRate), "unit": "/min", "time": time}),
-                MqttMeasure::BodyTemperature => json!({"kind": "body_temperature", "value": n(Q::Temperature), "unit": "Cel", "time": time}),
-                MqttMeasure::OxygenSaturation => json!({"kind": "oxygen_saturation", "value": n(Q::Spo2), "unit": "%", "time": time}),
-                MqttMeasure::BodyWeight => json!({"kind": "body_weight", "value": n(Q::Weight), "unit": "kg", "time": time}),
-                MqttMeasure::BloodGlucose => json!({"kind": "blood_glucose", "value": n(Q::Glucose), "unit": "mg/dL", "time": time}),
+                MqttMeasure::HeartRate => {
+                    json!({"kind": "heart_rate", "value": n(Q::HeartRate), "unit": "/min", "time": time})
+                }
+                MqttMeasure::BodyTemperature => {
+                    json!({"kind": "body_temperature", "value": n(Q::Temperature), "unit": "Cel", "time": time})
+                }
+                MqttMeasure::OxygenSaturation => {
+                    json!({"kind": "oxygen_saturation", "value": n(Q::Spo2), "unit": "%", "time": time})
+                }
+                MqttMeasure::BodyWeight => {
+                    json!({"kind": "body_weight", "value": n(Q::Weight), "unit": "kg", "time": time})
+                }
+                MqttMeasure::BloodGlucose => {
+                    json!({"kind": "blood_glucose", "value": n(Q::Glucose), "unit": "mg/dL", "time": time})
+                }
             };
             json!({
                 "schema": crate::decode::mqtt::vitals::SCHEMA_ID,
@@ -272,18 +285,38 @@ pub fn mqtt_payload(
         MqttSchema::OpenMhealth => {
             let uv = |q: Quantity, unit: &str| json!({"value": n(q), "unit": unit});
             let (name, body) = match measures {
-                MqttMeasure::BloodPressure => ("blood-pressure", json!({
+                MqttMeasure::BloodPressure => (
+                    "blood-pressure",
+                    json!({
                     "systolic_blood_pressure": uv(Q::Systolic, "mmHg"),
-                    "diastolic_blood_pressure": uv(Q::Diastolic, "mmHg")})),
-                MqttMeasure::HeartRate => ("heart-rate", json!({"heart_rate": uv(Q::HeartRate, "beats/min")})),
-                MqttMeasure::BodyTemperature => ("body-temperature", json!({"body_temperature": uv(Q::Temperature, "C")})),
-                MqttMeasure::OxygenSaturation => ("oxygen-saturation", json!({"oxygen_saturation": uv(Q::Spo2, "%")})),
-                MqttMeasure::BodyWeight => ("body-weight", json!({"body_weight": uv(Q::Weight, "kg")})),
-                MqttMeasure::BloodGlucose => ("blood-glucose", json!({"blood_glucose": uv(Q::Glucose, "mg/dL")})),
+                    "diastolic_blood_pressure": uv(Q::Diastolic, "mmHg")}),
+                ),
+                MqttMeasure::HeartRate => (
+                    "heart-rate",
+                    json!({"heart_rate": uv(Q::HeartRate, "beats/min")}),
+                ),
+                MqttMeasure::BodyTemperature => (
+                    "body-temperature",
+                    json!({"body_temperature": uv(Q::Temperature, "C")}),
+                ),
+                MqttMeasure::OxygenSaturation => (
+                    "oxygen-saturation",
+                    json!({"oxygen_saturation": uv(Q::Spo2, "%")}),
+                ),
+                MqttMeasure::BodyWeight => {
+                    ("body-weight", json!({"body_weight": uv(Q::Weight, "kg")}))
+                }
+                MqttMeasure::BloodGlucose => (
+                    "blood-glucose",
+                    json!({"blood_glucose": uv(Q::Glucose, "mg/dL")}),
+                ),
             };
             let mut body = body;
             if let Some(map) = body.as_object_mut() {
-                map.insert("effective_time_frame".to_owned(), json!({"date_time": time}));
+                map.insert(
+                    "effective_time_frame".to_owned(),
+                    json!({"date_time": time}),
+                );
             }
             json!({
                 "header": {"schema_id": {"namespace": "omh", "name": name, "version": "1.0"}},
@@ -291,9 +324,12 @@ pub fn mqtt_payload(
             })
         }
         MqttSchema::FhirObservation => {
-            let loinc = |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
-            let quantity = |q: Quantity, ucum: &str| json!({"value": n(q), "unit": ucum,
-                "system": "http://unitsofmeasure.org", "code": ucum});
+            let loinc =
+                |code: &str| json!({"coding": [{"system": "http://loinc.org", "code": code}]});
+            let quantity = |q: Quantity, ucum: &str| {
+                json!({"value": n(q), "unit": ucum,
+                "system": "http://unitsofmeasure.org", "code": ucum})
+            };
             let mut obs = json!({"resourceType": "Observation", "status": "final", "effectiveDateTime": time});
             let (code, value) = match measures {
                 MqttMeasure::BloodPressure => {

@@ -166,11 +166,15 @@ impl DeviceRun<'_> {
             .map(|(q, s)| (*q, SampleValue::Number(s.sample(at))))
             .collect();
         // A diastolic pressure above the systolic one is not a realistic reading.
-        if let (Some(SampleValue::Number(sys)), Some(SampleValue::Number(dia))) =
-            (values.get(&Quantity::Systolic), values.get(&Quantity::Diastolic))
-            && super::stream::to_f64(*dia) > super::stream::to_f64(*sys) - 20.0
+        if let (Some(SampleValue::Number(sys)), Some(SampleValue::Number(dia))) = (
+            values.get(&Quantity::Systolic),
+            values.get(&Quantity::Diastolic),
+        ) && super::stream::to_f64(*dia) > super::stream::to_f64(*sys) - 20.0
         {
-            let capped = Decimal::new(sys.mantissa - 20 * 10i64.pow(u32::from(sys.exponent.unsigned_abs())), sys.exponent);
+            let capped = Decimal::new(
+                sys.mantissa - 20 * 10i64.pow(u32::from(sys.exponent.unsigned_abs())),
+                sys.exponent,
+            );
             values.insert(Quantity::Diastolic, SampleValue::Number(capped));
         }
         if let Some((special, left)) = self.specials.last_mut() {
@@ -221,7 +225,12 @@ fn device_events(
         streams: spec
             .streams
             .iter()
-            .map(|(q, s)| (*q, ValueStream::new(s.clone(), Prng::new(seed, stream_seed(*q)))))
+            .map(|(q, s)| {
+                (
+                    *q,
+                    ValueStream::new(s.clone(), Prng::new(seed, stream_seed(*q))),
+                )
+            })
             .collect(),
         start,
         sequence: 0,
@@ -249,7 +258,9 @@ fn device_events(
     let mut t = spec.start_offset;
     while t < scenario.duration {
         while let Some(f) = next_fault.next_if(|f| f.at <= t) {
-            if unplugged(f.at) && matches!(f.kind, FaultKind::Garbage { .. } | FaultKind::Burst { .. }) {
+            if unplugged(f.at)
+                && matches!(f.kind, FaultKind::Garbage { .. } | FaultKind::Burst { .. })
+            {
                 continue;
             }
             match &f.kind {
@@ -295,7 +306,11 @@ fn device_events(
     for f in next_fault {
         if let FaultKind::Disconnect { duration } = f.kind {
             push(events, f.at, Action::Disconnect);
-            push(events, (f.at + duration).min(scenario.duration), Action::Reconnect);
+            push(
+                events,
+                (f.at + duration).min(scenario.duration),
+                Action::Reconnect,
+            );
         }
     }
 }
@@ -333,7 +348,9 @@ pub async fn play<T: Target>(
     let mut report = PlayReport::default();
     for d in &scenario.devices {
         if target.plays(&d.transport) {
-            report.devices.insert(d.name.clone(), DeviceCounts::default());
+            report
+                .devices
+                .insert(d.name.clone(), DeviceCounts::default());
         } else {
             report.skipped_devices.push(d.name.clone());
         }

@@ -178,7 +178,10 @@ pub fn database(
             c(uuids::GLUCOSE_MEASUREMENT, CharProps::NOTIFY),
             c(uuids::GLUCOSE_MEASUREMENT_CONTEXT, CharProps::NOTIFY),
             v(GLUCOSE_FEATURE, CharProps::READ, vec![0, 0]),
-            c(uuids::RECORD_ACCESS_CONTROL_POINT, CharProps::WRITE_INDICATE),
+            c(
+                uuids::RECORD_ACCESS_CONTROL_POINT,
+                CharProps::WRITE_INDICATE,
+            ),
         ],
         BleProfile::Cgm => vec![
             c(uuids::CGM_MEASUREMENT, CharProps::NOTIFY),
@@ -192,8 +195,15 @@ pub fn database(
                 with_crc(b)
             }),
             // Session Run Time: 14 days.
-            v(CGM_SESSION_RUN_TIME, CharProps::READ, with_crc(336u16.to_le_bytes().to_vec())),
-            c(uuids::RECORD_ACCESS_CONTROL_POINT, CharProps::WRITE_INDICATE),
+            v(
+                CGM_SESSION_RUN_TIME,
+                CharProps::READ,
+                with_crc(336u16.to_le_bytes().to_vec()),
+            ),
+            c(
+                uuids::RECORD_ACCESS_CONTROL_POINT,
+                CharProps::WRITE_INDICATE,
+            ),
             c(CGM_SOCP, CharProps::WRITE_INDICATE),
         ],
     };
@@ -205,7 +215,11 @@ pub fn database(
         },
         ServiceDef {
             uuid: services::CURRENT_TIME,
-            characteristics: vec![v(uuids::CURRENT_TIME, READ_NOTIFY, current_time_value(start))],
+            characteristics: vec![v(
+                uuids::CURRENT_TIME,
+                READ_NOTIFY,
+                current_time_value(start),
+            )],
         },
         ServiceDef {
             uuid: services::DEVICE_INFORMATION,
@@ -215,8 +229,16 @@ pub fn database(
                     CharProps::READ,
                     text("VectorCare Simulated Devices"),
                 ),
-                v(device_information::MODEL_NUMBER, CharProps::READ, text(model)),
-                v(device_information::SERIAL_NUMBER, CharProps::READ, text(serial)),
+                v(
+                    device_information::MODEL_NUMBER,
+                    CharProps::READ,
+                    text(model),
+                ),
+                v(
+                    device_information::SERIAL_NUMBER,
+                    CharProps::READ,
+                    text(serial),
+                ),
             ],
         },
     ])
@@ -241,7 +263,9 @@ pub fn peripheral_spec(
                 characteristics: s
                     .characteristics
                     .iter()
-                    .map(|c| SimCharacteristic::new(uuid16(c.uuid), c.props).with_value(c.value.clone()))
+                    .map(|c| {
+                        SimCharacteristic::new(uuid16(c.uuid), c.props).with_value(c.value.clone())
+                    })
                     .collect(),
             })
             .collect(),

@@ -77,7 +77,10 @@ impl InProcessTarget {
     /// Sequence numbers / time offsets still stored on BLE device `index`.
     pub fn stored_records(&self, index: usize) -> Vec<u16> {
         self.ble.get(&index).map_or_else(Vec::new, |d| {
-            d.store.lock().unwrap_or_else(PoisonError::into_inner).keys()
+            d.store
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keys()
         })
     }
 
@@ -143,8 +146,7 @@ impl Target for InProcessTarget {
             match &d.transport {
                 Transport::Ble { profile, address } => {
                     let db = gatt_db::database(*profile, profile.name(), &d.serial_number, start)?;
-                    let address =
-                        address.unwrap_or_else(|| gatt_db::default_address(*profile, i));
+                    let address = address.unwrap_or_else(|| gatt_db::default_address(*profile, i));
                     let spec = gatt_db::peripheral_spec(
                         *profile,
                         address,
@@ -220,7 +222,8 @@ impl Target for InProcessTarget {
                             Self::store_sample(d, sample)?;
                         }
                         if v.delivery != Delivery::Store {
-                            d.device.push(characteristic(*profile, v.characteristic), v.bytes);
+                            d.device
+                                .push(characteristic(*profile, v.characteristic), v.bytes);
                         }
                     }
                     Action::Store(samples) => {
@@ -261,7 +264,8 @@ impl Target for InProcessTarget {
                 if port.silent {
                     return Ok(());
                 }
-                let write = tokio::time::timeout(SERIAL_WRITE_TIMEOUT, port.stream.write_all(&bytes));
+                let write =
+                    tokio::time::timeout(SERIAL_WRITE_TIMEOUT, port.stream.write_all(&bytes));
                 if !matches!(write.await, Ok(Ok(()))) {
                     // The gateway closed the port or stopped reading: plug the device in again.
                     tracing::debug!(device = %device.name, "simulated serial port re-plugged");

@@ -99,9 +99,13 @@ pub fn mqtt_format(schema: MqttSchema) -> PayloadFormat {
 
 /// Decodes one MQTT payload as the gateway would: Ok(number of readings).
 pub fn decode_mqtt(schema: MqttSchema, topic: &str, payload: &[u8]) -> Result<usize, String> {
-    decode_payload(mqtt_format(schema), payload, &context(SourceKind::Mqtt, topic))
-        .map(|r| r.len())
-        .map_err(|e| e.to_string())
+    decode_payload(
+        mqtt_format(schema),
+        payload,
+        &context(SourceKind::Mqtt, topic),
+    )
+    .map(|r| r.len())
+    .map_err(|e| e.to_string())
 }
 
 /// Reads lines from a serial stream until it ends or `stop` turns true (then drains briefly).
@@ -243,12 +247,13 @@ pub async fn read_ble(
         let racp = gatt_db::has_racp(profile);
         let mut fetched: Option<u16> = None;
         if racp {
-            let _ = p.write(racp_ref, &report_all(), WriteKind::WithResponse).await;
+            let _ = p
+                .write(racp_ref, &report_all(), WriteKind::WithResponse)
+                .await;
         }
         loop {
             let next = if last_round {
-                match tokio::time::timeout(Duration::from_millis(300), notifications.next()).await
-                {
+                match tokio::time::timeout(Duration::from_millis(300), notifications.next()).await {
                     Ok(n) => n,
                     Err(_) => break,
                 }
@@ -273,12 +278,15 @@ pub async fn read_ble(
                     // Records delivered: delete them so the next connection fetches only new ones.
                     let done = matches!(
                         value,
-                        CharacteristicValue::RecordAccessControlPoint(
-                            RacpResponse::ResponseCode { request_op_code: 1, .. }
-                        )
+                        CharacteristicValue::RecordAccessControlPoint(RacpResponse::ResponseCode {
+                            request_op_code: 1,
+                            ..
+                        })
                     );
                     if let (true, Some(key)) = (done, fetched.take()) {
-                        let _ = p.write(racp_ref, &delete_up_to(key), WriteKind::WithResponse).await;
+                        let _ = p
+                            .write(racp_ref, &delete_up_to(key), WriteKind::WithResponse)
+                            .await;
                     }
                 }
                 Ok(value) => {
@@ -286,10 +294,9 @@ pub async fn read_ble(
                         fetched = Some(fetched.map_or(key, |k| k.max(key)));
                     }
                     out.values += 1;
-                    out.readings += crate::decode::gatt::readings_from_characteristic(
-                        short, &n.value, &ctx,
-                    )
-                    .map_or(0, |r| r.len() as u64);
+                    out.readings +=
+                        crate::decode::gatt::readings_from_characteristic(short, &n.value, &ctx)
+                            .map_or(0, |r| r.len() as u64);
                 }
                 Err(_) => out.refused += 1,
             }

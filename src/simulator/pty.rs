@@ -59,7 +59,11 @@ fn make_raw(fd: i32, baud: Option<u32>) -> std::io::Result<()> {
                 38400 => libc::B38400,
                 57600 => libc::B57600,
                 115_200 => libc::B115200,
-                _ => return Err(std::io::Error::other(format!("unsupported baud rate {baud}"))),
+                _ => {
+                    return Err(std::io::Error::other(format!(
+                        "unsupported baud rate {baud}"
+                    )));
+                }
             };
             libc::cfsetspeed(&mut t, speed);
         }
@@ -135,7 +139,11 @@ impl SerialTarget {
 
     /// (device index, path the gateway opens), after `start`.
     pub fn paths(&self) -> Vec<(usize, PathBuf)> {
-        let mut v: Vec<_> = self.lines.iter().map(|(i, l)| (*i, l.path.clone())).collect();
+        let mut v: Vec<_> = self
+            .lines
+            .iter()
+            .map(|(i, l)| (*i, l.path.clone()))
+            .collect();
         v.sort();
         v
     }
@@ -259,7 +267,10 @@ impl Target for SerialTarget {
             return Ok(());
         };
         let (bytes, slow) = match action {
-            Action::Measure(sample) => (serial_lines(protocol, index, sample).into_bytes(), sample.slow),
+            Action::Measure(sample) => (
+                serial_lines(protocol, index, sample).into_bytes(),
+                sample.slow,
+            ),
             Action::Garbage(bytes) => {
                 let mut b = bytes.clone();
                 b.extend_from_slice(b"\r\n");

@@ -129,7 +129,10 @@ mod tests {
                 code: RacpResponseCode::Success
             }
         );
-        let out = store.answer(&request(RacpOpCode::ReportNumberOfRecords, RacpOperator::All));
+        let out = store.answer(&request(
+            RacpOpCode::ReportNumberOfRecords,
+            RacpOperator::All,
+        ));
         let RacpOutput::ControlPoint(count) = &out[0] else {
             panic!("count");
         };
@@ -156,6 +159,10 @@ mod tests {
                 code: RacpResponseCode::NoRecordsFound
             }
         );
-        assert_eq!(store.answer(&[0xEE]).len(), 1, "garbage gets an error response");
+        assert_eq!(
+            store.answer(&[0xEE]).len(),
+            1,
+            "garbage gets an error response"
+        );
     }
 }

@@ -466,8 +466,7 @@ fn validate_device(
     problems: &mut Problems,
 ) -> Option<DeviceSpec> {
     let valid_name = !d.name.is_empty()
-        && d
-            .name
+        && d.name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid_name {
@@ -479,13 +478,33 @@ fn validate_device(
     }
     let transport = match d.transport.as_str() {
         "ble" => {
-            forbid(d.protocol.is_some(), &format!("{path}.protocol"), "ble", problems);
-            forbid(d.schema.is_some(), &format!("{path}.schema"), "ble", problems);
-            forbid(d.measures.is_some(), &format!("{path}.measures"), "ble", problems);
+            forbid(
+                d.protocol.is_some(),
+                &format!("{path}.protocol"),
+                "ble",
+                problems,
+            );
+            forbid(
+                d.schema.is_some(),
+                &format!("{path}.schema"),
+                "ble",
+                problems,
+            );
+            forbid(
+                d.measures.is_some(),
+                &format!("{path}.measures"),
+                "ble",
+                problems,
+            );
             forbid(d.topic.is_some(), &format!("{path}.topic"), "ble", problems);
             let table: Vec<(&str, BleProfile)> =
                 BleProfile::ALL.iter().map(|p| (p.name(), *p)).collect();
-            let profile = pick(&table, d.profile.as_ref(), &format!("{path}.profile"), problems);
+            let profile = pick(
+                &table,
+                d.profile.as_ref(),
+                &format!("{path}.profile"),
+                problems,
+            );
             let address = match &d.address {
                 None => None,
                 Some(text) => match text.parse::<BleAddress>() {
@@ -499,29 +518,79 @@ fn validate_device(
             profile.map(|profile| Transport::Ble { profile, address })
         }
         "serial" => {
-            forbid(d.profile.is_some(), &format!("{path}.profile"), "serial", problems);
-            forbid(d.schema.is_some(), &format!("{path}.schema"), "serial", problems);
-            forbid(d.measures.is_some(), &format!("{path}.measures"), "serial", problems);
-            forbid(d.topic.is_some(), &format!("{path}.topic"), "serial", problems);
-            forbid(d.address.is_some(), &format!("{path}.address"), "serial", problems);
+            forbid(
+                d.profile.is_some(),
+                &format!("{path}.profile"),
+                "serial",
+                problems,
+            );
+            forbid(
+                d.schema.is_some(),
+                &format!("{path}.schema"),
+                "serial",
+                problems,
+            );
+            forbid(
+                d.measures.is_some(),
+                &format!("{path}.measures"),
+                "serial",
+                problems,
+            );
+            forbid(
+                d.topic.is_some(),
+                &format!("{path}.topic"),
+                "serial",
+                problems,
+            );
+            forbid(
+                d.address.is_some(),
+                &format!("{path}.address"),
+                "serial",
+                problems,
+            );
             let table = [
                 ("masimo", SerialProtocol::Masimo),
                 ("ndjson", SerialProtocol::Ndjson),
                 ("csv", SerialProtocol::Csv),
             ];
-            pick(&table, d.protocol.as_ref(), &format!("{path}.protocol"), problems)
-                .map(|protocol| Transport::Serial { protocol })
+            pick(
+                &table,
+                d.protocol.as_ref(),
+                &format!("{path}.protocol"),
+                problems,
+            )
+            .map(|protocol| Transport::Serial { protocol })
         }
         "mqtt" => {
-            forbid(d.profile.is_some(), &format!("{path}.profile"), "mqtt", problems);
-            forbid(d.protocol.is_some(), &format!("{path}.protocol"), "mqtt", problems);
-            forbid(d.address.is_some(), &format!("{path}.address"), "mqtt", problems);
+            forbid(
+                d.profile.is_some(),
+                &format!("{path}.profile"),
+                "mqtt",
+                problems,
+            );
+            forbid(
+                d.protocol.is_some(),
+                &format!("{path}.protocol"),
+                "mqtt",
+                problems,
+            );
+            forbid(
+                d.address.is_some(),
+                &format!("{path}.address"),
+                "mqtt",
+                problems,
+            );
             let schemas = [
                 ("vitals", MqttSchema::Vitals),
                 ("open_mhealth", MqttSchema::OpenMhealth),
                 ("fhir_observation", MqttSchema::FhirObservation),
             ];
-            let schema = pick(&schemas, d.schema.as_ref(), &format!("{path}.schema"), problems);
+            let schema = pick(
+                &schemas,
+                d.schema.as_ref(),
+                &format!("{path}.schema"),
+                problems,
+            );
             let measures = pick(
                 &MqttMeasure::NAMES,
                 d.measures.as_ref(),
@@ -604,7 +673,15 @@ fn validate_device(
         .faults
         .iter()
         .enumerate()
-        .filter_map(|(j, f)| validate_fault(f, &format!("{path}.faults[{j}]"), &transport, duration, problems))
+        .filter_map(|(j, f)| {
+            validate_fault(
+                f,
+                &format!("{path}.faults[{j}]"),
+                &transport,
+                duration,
+                problems,
+            )
+        })
         .collect();
     Some(DeviceSpec {
         name: d.name.clone(),
@@ -641,7 +718,9 @@ fn validate_fault(
             problems.push(
                 format!("{path}.kind"),
                 format!("unknown fault {other:?}"),
-                Some("disconnect, garbage, special_value, clock_unset, stored_records, burst, slow"),
+                Some(
+                    "disconnect, garbage, special_value, clock_unset, stored_records, burst, slow",
+                ),
             );
             return None;
         }

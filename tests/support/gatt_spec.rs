@@ -35,7 +35,11 @@ pub fn spec_table(profile: BleProfile) -> BTreeMap<u16, BTreeMap<u16, String>> {
     let mut table = BTreeMap::new();
     table.insert(
         profile_chars.0,
-        profile_chars.1.iter().map(|(c, p)| (*c, (*p).to_owned())).collect(),
+        profile_chars
+            .1
+            .iter()
+            .map(|(c, p)| (*c, (*p).to_owned()))
+            .collect(),
     );
     table.insert(0x1805, BTreeMap::from([(0x2A2B, "rn".to_owned())]));
     table.insert(
@@ -48,4 +52,3 @@ pub fn spec_table(profile: BleProfile) -> BTreeMap<u16, BTreeMap<u16, String>> {
     );
     table
 }
-
