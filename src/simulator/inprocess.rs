@@ -43,6 +43,7 @@ pub struct InProcessTarget {
     ble: HashMap<usize, BleDevice>,
     ports: HashMap<usize, SerialDevice>,
     start_time: Option<OffsetDateTime>,
+    started: bool,
 }
 
 impl InProcessTarget {
@@ -54,6 +55,7 @@ impl InProcessTarget {
             ble: HashMap::new(),
             ports: HashMap::new(),
             start_time: None,
+            started: false,
         }
     }
 
@@ -137,7 +139,12 @@ fn racp_handler(profile: BleProfile, store: Arc<Mutex<RecordStore>>) -> WriteHan
 }
 
 impl Target for InProcessTarget {
+    /// Idempotent: a caller may start the target (devices in range) before playing.
     async fn start(&mut self, scenario: &Scenario) -> Result<(), SimError> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
         let start = self
             .start_time
             .or(scenario.start)

@@ -172,7 +172,7 @@ mod tests {
             min: 60.0,
             max: 70.0,
             start: 65.0,
-            step: 5.0,
+            step: 0.5,
             trend_per_hour: 100.0,
             decimals: 1,
         };
@@ -190,7 +190,7 @@ mod tests {
             assert!((60.0..=70.0).contains(&v), "{v} out of range");
             assert_eq!(d.exponent, -1);
         }
-        // The upward trend pins the stream to the top after a while.
+        // The upward trend (1.7 per sample against a 0.5 step) pins the stream to the top.
         assert!(to_f64(a[499]) > 68.0);
     }
 
