@@ -231,7 +231,11 @@ fn path_text(path: &Path) -> String {
 
 /// Plays the demo scenario (config/scenarios/demo.toml) in real time, again and again, while
 /// `generating` is set.
-async fn drive_devices(scenario: &Scenario, mut target: InProcessTarget, generating: Arc<AtomicBool>) {
+async fn drive_devices(
+    scenario: &Scenario,
+    mut target: InProcessTarget,
+    generating: Arc<AtomicBool>,
+) {
     let options = PlayOptions {
         seed: None,
         speed: 1.0,

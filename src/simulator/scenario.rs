@@ -625,7 +625,7 @@ fn validate_device(
             );
             None
         }
-    }?;
+    };
     if !(d.interval_seconds >= 0.01 && d.interval_seconds <= duration.max(0.01)) {
         problems.push(
             format!("{path}.interval_seconds"),
@@ -643,6 +643,7 @@ fn validate_device(
             None,
         );
     }
+    let transport = transport?;
     let measured = transport.quantities();
     let mut streams: BTreeMap<Quantity, StreamSpec> =
         measured.iter().map(|q| (*q, q.default_stream())).collect();
@@ -883,6 +884,11 @@ mod tests {
             schema = "vitals"
             measures = "nothing"
             interval_seconds = 1
+            [[devices]]
+            name = "x"
+            transport = "ble"
+            profile = "cgmx"
+            interval_seconds = -1
         "#;
         let Err(ScenarioError::Invalid(problems)) = load_str(text) else {
             panic!("expected problems");
@@ -897,6 +903,8 @@ mod tests {
             "devices[0].faults[0].kind",
             "devices[1].name",
             "devices[1].measures",
+            "devices[2].profile",
+            "devices[2].interval_seconds",
         ] {
             assert!(paths.contains(&expected), "{expected} missing in {paths:?}");
         }
