@@ -21,6 +21,7 @@
 //! | [`queue`] | the durable queue (sled): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
+//! | [`simulator`] | the device simulator (`simulate`, `demo`): TOML scenarios → hal's in-process devices, a BlueZ peripheral (`bluer`), ptys, MQTT; docs/SIMULATOR.md |
 //! | [`telemetry`] | logging setup and PHI-safe events |
 //! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
 //! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests |
@@ -46,6 +47,7 @@ pub mod fhir;
 pub mod queue;
 pub mod reading;
 pub mod runtime;
+pub mod simulator;
 pub mod sources;
 pub mod telemetry;
 pub mod test_double;

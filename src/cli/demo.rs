@@ -1,7 +1,8 @@
 //! `demo`: the real pipeline on one machine, with no setup and no network.
 //!
 //! Simulated devices (one per BLE health profile through hal's simulator, a Masimo oximeter on
-//! a simulated serial port, an MQTT cuff through an embedded broker) feed the real runtime: the
+//! a simulated serial port, an MQTT cuff through an embedded broker), played by the device
+//! simulator from the embedded scenario config/scenarios/demo.toml, feed the real runtime: the
 //! real mapper, the real durable queue in `--data-dir`, and the real SMART uploader, which
 //! signs client assertions with a freshly generated key and uploads over loopback HTTP to the
 //! FHIR + token **test double** (`crate::test_double`). Device generation runs for most of
@@ -24,12 +25,16 @@ use crate::queue::DurableQueue;
 use crate::reading::Reading;
 use crate::runtime::ingest::IngestObserver;
 use crate::runtime::{self, BleHardware, Hardware};
-use crate::sources::ble::profiles::Profile;
-use crate::sources::ble::simulated::{SimulatedHealthDevice, standard_device};
+use crate::simulator::engine::PlayOptions;
+use crate::simulator::inprocess::InProcessTarget;
+use crate::simulator::mqtt::MqttTarget;
+use crate::simulator::scenario::Transport;
+use crate::simulator::{Scenario, Target};
 use crate::test_double::{self, TestDouble, TestDoubleOptions};
 use crate::upload::keys::{SigningAlg, generate_into_dir};
 
 const DEMO_CONFIG: &str = include_str!("../../config/demo.toml");
+const DEMO_SCENARIO: &str = include_str!("../../config/scenarios/demo.toml");
 const CLIENT_ID: &str = "vectorcare-demo";
 /// The stop reason of a demo that ran its full duration.
 const FINISHED: &str = "demo finished";
@@ -99,11 +104,21 @@ async fn run_demo(args: Args) -> Outcome {
         ble: BleHardware::Simulated(central.clone()),
         serial: Arc::new(serial.clone()),
     };
-    let devices = Profile::ALL
-        .into_iter()
-        .map(|profile| standard_device(&central, profile, 1))
-        .collect::<Result<Vec<_>, _>>()
+    // The devices are those of the embedded scenario, played by the simulator's engine.
+    let scenario = crate::simulator::load_str(DEMO_SCENARIO)
+        .map_err(|err| Failure::new(exit::SOFTWARE, format!("demo scenario: {err}")))?;
+    let mut target = InProcessTarget::new(central.clone(), serial.clone())
+        .with_mqtt(MqttTarget::new("127.0.0.1", broker.port));
+    // Devices in range before the gateway starts scanning.
+    target
+        .start(&scenario)
+        .await
         .map_err(|err| Failure::new(exit::SOFTWARE, format!("simulated devices: {err}")))?;
+    let ble_devices = scenario
+        .devices
+        .iter()
+        .filter(|d| matches!(d.transport, Transport::Ble { .. }))
+        .count();
 
     let queue = runtime::open_queue(&config).map_err(runtime_failure)?;
     let observer = Arc::new(DemoObserver::default());
@@ -114,7 +129,7 @@ async fn run_demo(args: Args) -> Outcome {
 
     println!(
         "VectorCare Gateway demo: {} BLE devices, 1 serial oximeter, 1 MQTT cuff → FHIR test double at {}",
-        devices.len(),
+        ble_devices,
         double.fhir_base_url()
     );
     println!(
@@ -154,7 +169,7 @@ async fn run_demo(args: Args) -> Outcome {
     };
 
     let pipeline = runtime::run(&config, hardware, queue.clone(), observer.clone(), stop);
-    let drive = drive_devices(devices, serial, broker.port, generating.clone());
+    let drive = drive_devices(&scenario, target, generating.clone());
     let progress = show_progress(
         &double,
         queue.clone(),
@@ -214,80 +229,26 @@ fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// Makes every simulated device measure now and then while `generating` is set.
+/// Plays the demo scenario (config/scenarios/demo.toml) in real time, again and again, while
+/// `generating` is set.
 async fn drive_devices(
-    mut ble: Vec<SimulatedHealthDevice>,
-    serial: SimulatedOpener,
-    mqtt_port: u16,
+    scenario: &Scenario,
+    mut target: InProcessTarget,
     generating: Arc<AtomicBool>,
 ) {
-    use tokio::io::AsyncWriteExt;
-    // Stored records the glucose meter holds before the gateway first connects.
-    for device in ble.iter_mut().filter(|d| d.profile() == Profile::Glucose) {
-        for _ in 0..3 {
-            let _ = device.measure();
+    let options = PlayOptions {
+        seed: None,
+        speed: 1.0,
+        start: None,
+        repeat: true,
+    };
+    let stop = async {
+        while generating.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-    let mut serial_port = serial.plug();
-    let mut tick = tokio::time::interval(Duration::from_millis(1000));
-    let mut round: u64 = 0;
-    while generating.load(Ordering::SeqCst) {
-        tick.tick().await;
-        round += 1;
-        for (i, device) in ble.iter_mut().enumerate() {
-            // Staggered: the strap every second, the others every few seconds.
-            let every = if device.profile() == Profile::HeartRate {
-                1
-            } else {
-                3 + i as u64 % 3
-            };
-            if round.is_multiple_of(every) {
-                let _ = device.measure();
-            }
-            // The glucose meter drops its link now and then, so its new records are fetched
-            // through RACP on the next connection (as a real meter's are).
-            if device.profile() == Profile::Glucose && round % 6 == 5 {
-                device.device().drop_link();
-            }
-        }
-        let now = time::OffsetDateTime::now_utc();
-        let line = crate::decode::serial::masimo::encode_line(
-            crate::reading::DeviceTime {
-                year: u16::try_from(now.year()).unwrap_or(2026),
-                month: u8::from(now.month()),
-                day: now.day(),
-                hours: now.hour(),
-                minutes: now.minute(),
-                seconds: now.second(),
-            },
-            "0000056661",
-            96 + (round % 3) as u8,
-            70 + (round % 7) as u16,
-            0,
-        );
-        if serial_port
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .is_err()
-        {
-            serial_port = serial.plug();
-        }
-        if round.is_multiple_of(4) {
-            let stamp = now
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default();
-            let payloads = crate::sources::mqtt::simulated::demo_vitals_payloads(&stamp);
-            let publish = crate::sources::mqtt::simulated::publish_payloads(
-                mqtt_port,
-                "demo-cuff",
-                None,
-                "demo/cuff-1/vitals",
-                &payloads,
-            );
-            if let Err(err) = publish.await {
-                tracing::warn!(error = %err, "simulated MQTT cuff could not publish");
-            }
-        }
+    };
+    if let Err(err) = crate::simulator::play(scenario, &mut target, options, stop).await {
+        tracing::warn!(error = %err, "the simulated devices stopped");
     }
 }
 

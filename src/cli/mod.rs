@@ -11,6 +11,7 @@ pub mod keygen;
 pub mod queue;
 mod queue_export;
 pub mod run;
+pub mod simulate;
 pub mod validate;
 
 /// VectorCare Gateway: vital signs from BLE, serial and MQTT devices to a FHIR R4 server.
@@ -39,6 +40,8 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Check SMART Backend Services authorisation against the configured server.
     Auth(auth::Args),
+    /// Play a device scenario (BLE, serial, MQTT) for QA rigs: see docs/SIMULATOR.md.
+    Simulate(simulate::Args),
 }
 
 /// Why a command failed, and the exit code to report it with.
@@ -70,5 +73,6 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Devices(args) => devices::execute(args),
         Command::Keygen(args) => keygen::execute(args),
         Command::Auth(args) => auth::execute(args),
+        Command::Simulate(args) => simulate::execute(args),
     }
 }

@@ -567,3 +567,79 @@ def Agents(_self):
 
 def load(mock, _parameters):
     mock.AddObject('/org/bluez', AGENT_MANAGER_IFACE, {}, [])
+
+
+# ---- peripheral role: GattManager1 and LEAdvertisingManager1 (the simulator's `ble` target) ----
+# Like bluetoothd, RegisterApplication reads the application's object tree from the caller
+# (ObjectManager.GetManagedObjects) before it answers, and RegisterAdvertisement reads the
+# advertisement's properties. Tests then inspect what was registered.
+
+GATT_MANAGER_IFACE = 'org.bluez.GattManager1'
+LE_ADV_MANAGER_IFACE = 'org.bluez.LEAdvertisingManager1'
+LE_ADV_IFACE = 'org.bluez.LEAdvertisement1'
+GATT_APPS = {}
+ADVERTISEMENTS = {}
+
+
+@dbus.service.method(GATT_MANAGER_IFACE, in_signature='oa{sv}', out_signature='',
+                     sender_keyword='sender')
+def RegisterApplication(manager, app_path, _options, sender=None):
+    app = manager.connection.get_object(sender, app_path, introspect=False)
+    objects = app.GetManagedObjects(dbus_interface=OBJECT_MANAGER_IFACE)
+    services = {}
+    for path, ifaces in objects.items():
+        if SERVICE_IFACE in ifaces:
+            props = ifaces[SERVICE_IFACE]
+            services[str(path)] = (str(props['UUID']), bool(props.get('Primary', False)), [])
+    for path, ifaces in objects.items():
+        if CHAR_IFACE in ifaces:
+            props = ifaces[CHAR_IFACE]
+            service = services.get(str(props['Service']))
+            if service is None:
+                raise _error('org.bluez.Error.InvalidArguments', 'characteristic without service')
+            service[2].append((str(path), str(props['UUID']), [str(f) for f in props['Flags']]))
+    if not services:
+        raise _error('org.bluez.Error.InvalidArguments', 'No service in the application')
+    GATT_APPS[(str(sender), str(app_path))] = services
+
+
+@dbus.service.method(GATT_MANAGER_IFACE, in_signature='o', out_signature='',
+                     sender_keyword='sender')
+def UnregisterApplication(_manager, app_path, sender=None):
+    if GATT_APPS.pop((str(sender), str(app_path)), None) is None:
+        raise _error('org.bluez.Error.DoesNotExist', 'Does Not Exist')
+
+
+@dbus.service.method(LE_ADV_MANAGER_IFACE, in_signature='oa{sv}', out_signature='',
+                     sender_keyword='sender')
+def RegisterAdvertisement(manager, adv_path, _options, sender=None):
+    adv = manager.connection.get_object(sender, adv_path, introspect=False)
+    props = adv.GetAll(LE_ADV_IFACE, dbus_interface=dbus.PROPERTIES_IFACE)
+    ADVERTISEMENTS[(str(sender), str(adv_path))] = (
+        str(props.get('Type', '')), str(props.get('LocalName', '')),
+        [str(u) for u in props.get('ServiceUUIDs', [])])
+
+
+@dbus.service.method(LE_ADV_MANAGER_IFACE, in_signature='o', out_signature='',
+                     sender_keyword='sender')
+def UnregisterAdvertisement(_manager, adv_path, sender=None):
+    ADVERTISEMENTS.pop((str(sender), str(adv_path)), None)
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='', out_signature='a(ssssbsas)')
+def GattApplications(_self):
+    '''(client bus name, app path, service uuid, char object path, primary, char uuid, flags).'''
+    rows = []
+    for (sender, app), services in sorted(GATT_APPS.items()):
+        for (uuid, primary, chars) in services.values():
+            for (path, cuuid, flags) in chars:
+                rows.append((sender, app, uuid, path, primary, cuuid,
+                             dbus.Array(flags, signature='s')))
+    return dbus.Array(rows, signature='(ssssbsas)')
+
+
+@dbus.service.method(MOCK_IFACE, in_signature='', out_signature='a(ssas)')
+def Advertisements(_self):
+    '''(type, local name, service uuids) of every registered advertisement.'''
+    return dbus.Array([(t, n, dbus.Array(u, signature='s')) for t, n, u in ADVERTISEMENTS.values()],
+                      signature='(ssas)')
