@@ -57,6 +57,14 @@ fn every_produced_resource_passes_the_fhir_validators() {
             )
             .expect("write");
             count += 1;
+            if let Some(status) = unit.status_observation() {
+                std::fs::write(
+                    dir.path().join(format!("obs_{name}_{tag}_status.json")),
+                    &status.observation,
+                )
+                .expect("write");
+                count += 1;
+            }
             if with_patient {
                 units.push(unit);
             }

@@ -4,7 +4,7 @@
 //! [--device-address AA:BB:CC:DD:EE:FF] [--device-time 2026-01-02T03:04:05] [--json]`
 //!
 //! With `--json` it prints exactly one JSON object `{"readings": [...], "resources": [...]}`
-//! (resources: each Observation, then each distinct Device). Without `--patient` the
+//! (resources: each Observation and its PHD status-bits Observation, then each distinct Device). Without `--patient` the
 //! Observations have no subject (valid FHIR R4, no placeholder patient). Malformed bytes exit
 //! with 65 and a message naming the field and byte offset.
 
@@ -164,7 +164,14 @@ pub fn execute(args: Args) -> Outcome {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::new(exit::DATA_ERR, format!("cannot map to FHIR: {e}")))?;
     let mut seen = std::collections::HashSet::new();
-    let mut texts: Vec<&str> = units.iter().map(|u| u.observation_json()).collect();
+    // Each Observation, followed by its PHD status-bits Observation when it has one.
+    let mut texts: Vec<&str> = Vec::new();
+    for unit in &units {
+        texts.push(unit.observation_json());
+        if let Some(status) = unit.status_observation() {
+            texts.push(&status.observation);
+        }
+    }
     for unit in &units {
         for (id, text) in [
             (unit.device_identifier(), unit.device_json()),

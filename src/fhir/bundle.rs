@@ -18,8 +18,8 @@ use std::collections::HashSet;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::UploadUnit;
-use super::identity::{device_full_url, if_none_exist, urn_uuid};
+use super::identity::{device_full_url, if_none_exist, observation_full_url};
+use super::{Identifier, UploadUnit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,6 +52,9 @@ pub struct BuiltBundle {
     /// `observation_entries[i]` = index in `Bundle.entry` of `units[i]`'s Observation, to map
     /// the per-entry responses back to units.
     pub observation_entries: Vec<usize>,
+    /// `status_entries[i]` = index of `units[i]`'s status-bits Observation, if it has one
+    /// (written right after its measurement, the same way).
+    pub status_entries: Vec<Option<usize>>,
 }
 
 #[derive(Serialize)]
@@ -67,8 +70,16 @@ struct Request {
 #[serde(rename_all = "camelCase")]
 struct Entry<'a> {
     full_url: String,
-    resource: &'a RawValue,
+    resource: Resource<'a>,
     request: Request,
+}
+
+/// A resource's JSON text: the unit's own, or a PUT body with the id spliced in.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Resource<'a> {
+    Borrowed(&'a RawValue),
+    Owned(Box<RawValue>),
 }
 
 #[derive(Serialize)]
@@ -95,7 +106,7 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
             if seen.insert(identifier.clone()) {
                 entries.push(Entry {
                     full_url: device_full_url(identifier),
-                    resource: raw(text),
+                    resource: Resource::Borrowed(raw(text)),
                     request: Request {
                         method: "POST",
                         url: "Device".into(),
@@ -105,46 +116,25 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
             }
         }
     }
-    // PUT bodies must carry the id; the stored text has none, so it is spliced in here.
-    let put_bodies: Vec<Box<RawValue>> = match opts.write_mode {
-        WriteMode::Put => units
-            .iter()
-            .map(|u| {
-                let body = u.observation_json();
-                let rest = body.strip_prefix('{').unwrap_or(body);
-                RawValue::from_string(format!("{{\"id\":\"{}\",{}", u.id(), rest))
-                    .expect("invariant: a hex id spliced into a JSON object stays JSON")
-            })
-            .collect(),
-        WriteMode::ConditionalCreate => Vec::new(),
-    };
     let mut observation_entries = Vec::with_capacity(units.len());
-    for (i, unit) in units.iter().enumerate() {
+    let mut status_entries = Vec::with_capacity(units.len());
+    for unit in units {
         observation_entries.push(entries.len());
-        let full_url = urn_uuid(&format!("Observation|{}", unit.id()));
-        let (resource, request) = match opts.write_mode {
-            WriteMode::ConditionalCreate => (
-                raw(unit.observation_json()),
-                Request {
-                    method: "POST",
-                    url: "Observation".into(),
-                    if_none_exist: Some(if_none_exist(unit.identifier())),
-                },
-            ),
-            WriteMode::Put => (
-                &*put_bodies[i],
-                Request {
-                    method: "PUT",
-                    url: format!("Observation/{}", unit.id()),
-                    if_none_exist: None,
-                },
-            ),
-        };
-        entries.push(Entry {
-            full_url,
-            resource,
-            request,
-        });
+        entries.push(observation_entry(
+            unit.observation_json(),
+            unit.identifier(),
+            unit.id(),
+            opts.write_mode,
+        ));
+        status_entries.push(unit.status_observation().map(|status| {
+            entries.push(observation_entry(
+                &status.observation,
+                &status.identifier,
+                &status.id,
+                opts.write_mode,
+            ));
+            entries.len() - 1
+        }));
     }
     let bundle = Bundle {
         resource_type: "Bundle",
@@ -159,5 +149,44 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
     BuiltBundle {
         json: RawValue::from_string(text).expect("invariant: serde_json output is JSON"),
         observation_entries,
+        status_entries,
+    }
+}
+
+/// One Observation entry: conditional create on its identifier, or PUT with its id (spliced
+/// into the stored text, which has none).
+fn observation_entry<'a>(
+    text: &'a str,
+    identifier: &Identifier,
+    id: &str,
+    mode: WriteMode,
+) -> Entry<'a> {
+    let (resource, request) = match mode {
+        WriteMode::ConditionalCreate => (
+            Resource::Borrowed(raw(text)),
+            Request {
+                method: "POST",
+                url: "Observation".into(),
+                if_none_exist: Some(if_none_exist(identifier)),
+            },
+        ),
+        WriteMode::Put => {
+            let rest = text.strip_prefix('{').unwrap_or(text);
+            let body = RawValue::from_string(format!("{{\"id\":\"{id}\",{rest}"))
+                .expect("invariant: a hex id spliced into a JSON object stays JSON");
+            (
+                Resource::Owned(body),
+                Request {
+                    method: "PUT",
+                    url: format!("Observation/{id}"),
+                    if_none_exist: None,
+                },
+            )
+        }
+    };
+    Entry {
+        full_url: observation_full_url(id),
+        resource,
+        request,
     }
 }

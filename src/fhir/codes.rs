@@ -13,8 +13,9 @@ pub const PHD_NUMERIC: &str =
     "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdNumericObservation";
 pub const PHD_COMPOUND: &str =
     "http://hl7.org/fhir/uv/phd/StructureDefinition/PhdCompoundNumericObservation";
+/// The R4 core extension the PHD IG's PhdBaseObservation uses for the gateway (PHG) Device.
 pub const PHD_GATEWAY_EXTENSION: &str =
-    "http://hl7.org/fhir/uv/phd/StructureDefinition/GatewayDevice";
+    "http://hl7.org/fhir/StructureDefinition/observation-gatewayDevice";
 
 /// One coding: system-independent (code, display).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -125,6 +125,12 @@ fn percent_encode(s: &str) -> String {
 }
 
 /// fullUrl of a Device within a bundle, derived from its key identifier.
+/// fullUrl of an Observation in a bundle (from its deterministic id); a status-bits
+/// Observation's `derivedFrom` uses it to point at its measurement.
+pub fn observation_full_url(id: &str) -> String {
+    urn_uuid(&format!("Observation|{id}"))
+}
+
 pub fn device_full_url(identifier: &Identifier) -> String {
     urn_uuid(&format!(
         "Device|{}|{}",

@@ -24,6 +24,7 @@ pub mod identity;
 pub mod model;
 pub mod observation;
 pub mod rules;
+pub mod status;
 pub mod time;
 
 #[cfg(test)]
@@ -102,15 +103,33 @@ struct UploadUnitData {
     id: String,
     device_identifier: Identifier,
     gateway_identifier: Identifier,
+    /// The PHD IG status-bits Observation of this reading, when the device set bits the IG
+    /// codes (absent in units queued before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<StatusObservation>,
+}
+
+/// A `PhdBitsEnumerationObservation` that travels with its measurement (see [`status`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusObservation {
+    /// Compact JSON text (no `id`; PUT mode splices it in).
+    pub observation: String,
+    pub identifier: Identifier,
+    /// Deterministic id for PUT mode.
+    pub id: String,
 }
 
 impl TryFrom<UploadUnitData> for UploadUnit {
     type Error = String;
     fn try_from(data: UploadUnitData) -> Result<Self, String> {
         for (name, text) in [
-            ("observation", &data.observation),
+            ("observation", data.observation.as_str()),
             ("device", &data.device),
             ("gateway", &data.gateway),
+            (
+                "status observation",
+                data.status.as_ref().map_or("{}", |s| &s.observation),
+            ),
         ] {
             let raw: &RawValue =
                 serde_json::from_str(text).map_err(|e| format!("{name} is not JSON: {e}"))?;
@@ -152,5 +171,9 @@ impl UploadUnit {
     }
     pub fn gateway_identifier(&self) -> &Identifier {
         &self.data.gateway_identifier
+    }
+    /// The status-bits Observation sent next to the measurement, if any.
+    pub fn status_observation(&self) -> Option<&StatusObservation> {
+        self.data.status.as_ref()
     }
 }

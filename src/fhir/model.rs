@@ -82,6 +82,8 @@ pub struct ObservationComponent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value_string: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_codeable_concept: Option<CodeableConcept>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_absent_reason: Option<CodeableConcept>,
 }
 
@@ -99,6 +101,7 @@ pub struct Observation {
     pub extension: Vec<Extension>,
     pub identifier: Vec<Identifier>,
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub category: Vec<CodeableConcept>,
     pub code: CodeableConcept,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +114,9 @@ pub struct Observation {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body_site: Option<CodeableConcept>,
     pub device: Reference,
+    /// The measurement a status-bits Observation describes (PHD IG).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub derived_from: Vec<Reference>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub component: Vec<ObservationComponent>,
 }

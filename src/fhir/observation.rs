@@ -5,8 +5,9 @@
 //!   ±INF) become `dataAbsentReason`, never a number.
 //! * profiles: the PHD profile always; the R4 vital-signs profile only when the Observation
 //!   meets it (a subject and a unit the profile allows).
-//! * device status flags, the raw device time, the time source and the record sequence are
-//!   carried as extra `component`s with a text code (see docs/MAPPING.md, "Status flags").
+//! * device status bits the PHD IG codes become a separate `PhdBitsEnumerationObservation`
+//!   ([`super::status`]); other flags, the raw device time, the time source and the record
+//!   sequence are extra `component`s with a text code (docs/MAPPING.md, "Device status bits").
 
 use super::codes::{self, DATA_ABSENT_REASON, LOINC, MDC, UCUM};
 use super::device::{gateway_device, measuring_device};
@@ -15,8 +16,9 @@ use super::model::{
     self, CodeableConcept, Coding, ExactDecimal, Extension, Identifier, Meta, Observation,
     ObservationComponent, Reference,
 };
+use super::status::{self, ASN1_TO_HL7, BitsMeasurement, PHD_BITS_PROFILE, SetBit, YES_NO};
 use super::time::{effective_time, fhir_instant, raw_device_time};
-use super::{MapContext, MapError, UploadUnit, UploadUnitData};
+use super::{MapContext, MapError, StatusObservation, UploadUnit, UploadUnitData};
 use crate::reading::{Decimal, Kind, MeasuredValue, Quantity, Reading, StatusFlag};
 
 /// "Patient/123", an absolute http(s) URL, or "urn:uuid:…".
@@ -114,6 +116,7 @@ fn text_component(text: &str) -> ObservationComponent {
         value_quantity: None,
         value_boolean: None,
         value_string: None,
+        value_codeable_concept: None,
         data_absent_reason: None,
     }
 }
@@ -158,6 +161,7 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
                 value_quantity: fhir_quantity(value, &ucum),
                 value_boolean: None,
                 value_string: None,
+                value_codeable_concept: None,
                 data_absent_reason: absent_reason(value),
             });
         }
@@ -192,7 +196,7 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
     };
 
     // Identifier (PHD IG: device, patient, type, value, unit, raw device time).
-    let identifier_value = identity::bounded_identifier_value(&format!(
+    let identifier_text = format!(
         "{}-{}-{}-{}-{}-{}",
         identity::device_key(&reading.device),
         ctx.patient.as_deref().unwrap_or("no-patient"),
@@ -200,18 +204,22 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
         value_key.join("/"),
         units.first().map(String::as_str).unwrap_or(""),
         time_key
-    ));
+    );
+    let identifier_system = ctx
+        .identifier_system
+        .clone()
+        .unwrap_or_else(|| DEFAULT_OBSERVATION_SYSTEM.into());
     let identifier = Identifier {
-        system: ctx
-            .identifier_system
-            .clone()
-            .unwrap_or_else(|| DEFAULT_OBSERVATION_SYSTEM.into()),
-        value: identifier_value,
+        system: identifier_system.clone(),
+        value: identity::bounded_identifier_value(&identifier_text),
     };
     let id = identity::resource_id(&identifier);
 
     // Qualifying components: status flags, time provenance, raw device time, sequence.
-    for flag in &reading.status {
+    // Status bits the PHD IG codes go to a separate bits Observation (below); the rest stay
+    // text-coded components here.
+    let split = status::split_status(reading);
+    for flag in &split.unmapped {
         let mut c = text_component(&status_text(*flag));
         c.value_boolean = Some(true);
         components.push(c);
@@ -236,6 +244,8 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
         c.value_string = Some(seq.to_string());
         components.push(c);
     }
+
+    let render = |v: &dyn erased::Render| v.render().map_err(|e| MapError::Render(e.to_string()));
 
     // Profiles.
     let mut profile = Vec::new();
@@ -310,10 +320,36 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
         device: Reference {
             reference: identity::device_full_url(&device_key),
         },
+        derived_from: Vec::new(),
         component: components,
     };
 
-    let render = |v: &dyn erased::Render| v.render().map_err(|e| MapError::Render(e.to_string()));
+    let status = match &split.bits {
+        Some((measurement, bits)) => {
+            let status_identifier = Identifier {
+                system: identifier_system,
+                value: identity::bounded_identifier_value(&format!(
+                    "{identifier_text}-{}",
+                    measurement.mdc
+                )),
+            };
+            let status_id = identity::resource_id(&status_identifier);
+            let obs = status_observation(
+                &observation,
+                measurement,
+                bits,
+                status_identifier.clone(),
+                identity::observation_full_url(&id),
+            );
+            Some(StatusObservation {
+                observation: render(&obs)?,
+                identifier: status_identifier,
+                id: status_id,
+            })
+        }
+        None => None,
+    };
+
     let data = UploadUnitData {
         observation: render(&observation)?,
         device: render(&device)?,
@@ -322,8 +358,61 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
         id,
         device_identifier: device_key,
         gateway_identifier: gateway_key,
+        status,
     };
     UploadUnit::try_from(data).map_err(MapError::Render)
+}
+
+/// The PHD IG `PhdBitsEnumerationObservation` for the set status bits of `measured`: same
+/// subject, time, devices and gateway; `derivedFrom` = the measurement (by its bundle fullUrl).
+fn status_observation(
+    measured: &Observation,
+    measurement: &BitsMeasurement,
+    bits: &[SetBit],
+    identifier: Identifier,
+    measured_full_url: String,
+) -> Observation {
+    let component = bits
+        .iter()
+        .map(|bit| ObservationComponent {
+            code: CodeableConcept {
+                coding: vec![Coding::new(ASN1_TO_HL7, &bit.code, bit.name)],
+                text: None,
+            },
+            value_quantity: None,
+            value_boolean: None,
+            value_string: None,
+            value_codeable_concept: Some(CodeableConcept {
+                coding: vec![Coding::new(YES_NO, "Y", "Yes")],
+                text: None,
+            }),
+            data_absent_reason: None,
+        })
+        .collect();
+    Observation {
+        resource_type: "Observation",
+        meta: Meta {
+            profile: vec![PHD_BITS_PROFILE.into()],
+        },
+        extension: measured.extension.clone(),
+        identifier: vec![identifier],
+        status: "final",
+        category: Vec::new(),
+        code: CodeableConcept {
+            coding: vec![Coding::new(MDC, measurement.mdc, measurement.reference_id)],
+            text: None,
+        },
+        subject: measured.subject.clone(),
+        effective_date_time: measured.effective_date_time.clone(),
+        value_quantity: None,
+        data_absent_reason: None,
+        body_site: None,
+        device: measured.device.clone(),
+        derived_from: vec![Reference {
+            reference: measured_full_url,
+        }],
+        component,
+    }
 }
 
 fn check_unit(kind: Kind, ucum: &str) -> Result<(), MapError> {

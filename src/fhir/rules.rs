@@ -129,3 +129,53 @@ pub fn check_observation(obs: &Value, expect_loinc: &str, expect_subject: bool) 
 fn loinc_is_bp(code: &str) -> bool {
     code == "85354-9"
 }
+
+/// Problems of a PHD IG status-bits Observation (`PhdBitsEnumerationObservation`) that goes
+/// with `measured`: MDC code, no value, every component an ASN1ToHL7 `{code}.{bit}` code with
+/// the v2-0136 value `Y`, and the same subject, time and device as the measurement.
+pub fn check_bits_observation(bits: &Value, measured: &Value) -> Vec<String> {
+    let mut p = Vec::new();
+    let code = codings(&bits["code"])
+        .find(|(s, _)| *s == MDC)
+        .map(|(_, c)| c.to_owned());
+    let Some(code) = code else {
+        return vec!["code lacks an IEEE 11073 MDC coding".into()];
+    };
+    if !bits["valueQuantity"].is_null() || !bits["valueCodeableConcept"].is_null() {
+        p.push("a bits Observation has no value[x] (its bits are components)".into());
+    }
+    let components = bits["component"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    if components.is_empty() {
+        p.push("no set bit".into());
+    }
+    for c in components {
+        let bit_ok = codings(&c["code"]).any(|(s, v)| {
+            s == super::status::ASN1_TO_HL7
+                && v.strip_prefix(code.as_str())
+                    .and_then(|rest| rest.strip_prefix('.'))
+                    .is_some_and(|b| !b.is_empty() && b.chars().all(|d| d.is_ascii_digit()))
+        });
+        if !bit_ok {
+            p.push(format!(
+                "component code is not ASN1ToHL7 {code}.<bit>: {}",
+                c["code"]
+            ));
+        }
+        if !codings(&c["valueCodeableConcept"]).any(|(s, v)| s == super::status::YES_NO && v == "Y")
+        {
+            p.push("component value is not v2-0136 Y".into());
+        }
+    }
+    for field in ["subject", "effectiveDateTime", "device"] {
+        if bits[field] != measured[field] {
+            p.push(format!("{field} differs from the measurement"));
+        }
+    }
+    if bits["derivedFrom"][0]["reference"].as_str().is_none() {
+        p.push("derivedFrom (the measurement) missing".into());
+    }
+    p
+}

@@ -100,6 +100,12 @@ fn snapshots_of_every_kind() {
         let obs: Value = serde_json::from_str(unit.observation_json()).expect("json");
         let problems = rules::check_observation(&obs, expected_loinc(&reading), true);
         assert!(problems.is_empty(), "{name}: {problems:?}");
+        if let Some(status) = unit.status_observation() {
+            check_snapshot(&format!("{name}_status"), &status.observation);
+            let bits: Value = serde_json::from_str(&status.observation).expect("json");
+            let problems = rules::check_bits_observation(&bits, &obs);
+            assert!(problems.is_empty(), "{name} status: {problems:?}");
+        }
     }
     let unit = map_reading(&example_readings()[0].1, &example_map_context(true)).expect("map");
     check_snapshot("device_measuring", unit.device_json());
@@ -317,8 +323,15 @@ fn bundles_include_each_device_once_and_map_entries() {
         );
         let b: Value = serde_json::from_str(built.json.get()).expect("json");
         let entries = b["entry"].as_array().expect("entries");
-        // One gateway + one measuring device (all examples share it), then the observations.
-        assert_eq!(entries.len(), 2 + units.len());
+        // One gateway + one measuring device (all examples share it), then the observations,
+        // each followed by its status-bits Observation when it has one.
+        let with_status = units
+            .iter()
+            .filter(|u| u.status_observation().is_some())
+            .count();
+        assert!(with_status >= 2, "the BP examples carry status bits");
+        assert_eq!(entries.len(), 2 + units.len() + with_status);
+        assert_eq!(built.status_entries.len(), units.len());
         assert_eq!(entries[0]["request"]["url"], "Device");
         assert!(
             entries[0]["request"]["ifNoneExist"]
@@ -346,6 +359,25 @@ fn bundles_include_each_device_once_and_map_entries() {
             // The Observation's device references resolve to fullUrls inside the bundle.
             let device_ref = e["resource"]["device"]["reference"].as_str().expect("ref");
             assert!(entries.iter().any(|x| x["fullUrl"] == device_ref));
+            // The status Observation follows its measurement, is written the same way and
+            // points back at it by the measurement's fullUrl.
+            match (unit.status_observation(), built.status_entries[i]) {
+                (Some(status), Some(at)) => {
+                    assert_eq!(at, built.observation_entries[i] + 1);
+                    let s = &entries[at];
+                    assert_eq!(
+                        s["resource"]["identifier"][0]["value"],
+                        status.identifier.value.as_str()
+                    );
+                    assert_eq!(s["resource"]["derivedFrom"][0]["reference"], e["fullUrl"]);
+                    assert_eq!(s["request"]["method"], e["request"]["method"]);
+                    if write_mode == WriteMode::Put {
+                        assert_eq!(s["resource"]["id"], status.id.as_str());
+                    }
+                }
+                (None, None) => {}
+                other => panic!("status entry mismatch for unit {i}: {other:?}"),
+            }
         }
         if name == "bundle_transaction_conditional" {
             check_snapshot(name, built.json.get());

@@ -214,7 +214,9 @@ pub fn readings(m: &GlucoseMeasurement, ctx: &DecodeContext) -> Vec<Reading> {
         for bit in 0..12u16 {
             if s & (1 << bit) != 0 {
                 reading.status.push(match bit {
-                    3 => StatusFlag::SensorMalfunction,
+                    // GATT Glucose Sensor Status Annunciation b1 = sensor malfunction
+                    // (b3 is strip insertion error).
+                    1 => StatusFlag::SensorMalfunction,
                     _ => StatusFlag::Other(0x0300 + bit),
                 });
             }

@@ -236,7 +236,9 @@ pub fn status_flags(measurement: Option<u16>, device_sensor: Option<u32>) -> Vec
                 continue;
             }
             let flag = match bit {
-                1 | 14 => StatusFlag::SensorMalfunction,
+                // b1 is *equipment* malfunction, b14 *sensor* malfunctioning: kept apart so
+                // the PHD IG bits (150604.14 / 150604.1) stay exact.
+                14 => StatusFlag::SensorMalfunction,
                 5 => StatusFlag::LowPerfusion,
                 11 => StatusFlag::SensorContactNotDetected,
                 13 => StatusFlag::ImproperMeasurementPosition,

@@ -494,7 +494,8 @@ fn glucose_units_and_time_offset() {
             sample_type: 1,
             sample_location: 1,
         }),
-        sensor_status: Some(0x0008),
+        // b1 sensor malfunction, b3 strip insertion error (GATT Glucose Sensor Status Annunciation).
+        sensor_status: Some(0x000A),
         context_follows: true,
     };
     let bytes = glucose::encode(&m).expect("encodable");
@@ -520,7 +521,10 @@ fn glucose_units_and_time_offset() {
             seconds: 0
         })
     );
-    assert!(r[0].status.contains(&StatusFlag::SensorMalfunction));
+    assert_eq!(
+        r[0].status,
+        vec![StatusFlag::SensorMalfunction, StatusFlag::Other(0x0303)]
+    );
     // Reserved sample type 0.
     let mut bad = bytes.clone();
     bad[14] = 0x10;
