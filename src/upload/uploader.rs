@@ -157,18 +157,22 @@ impl Uploader {
         };
         let mut devices = std::collections::HashSet::new();
         let mut take = 0;
+        // Observation entries so far: the measurement, plus its PHD status-bits Observation.
+        let mut observations = 0;
         for unit in units {
-            let mut added = 1;
+            let unit_observations = 1 + usize::from(unit.status_observation().is_some());
+            let mut added = unit_observations;
             for identifier in [unit.gateway_identifier(), unit.device_identifier()] {
                 if !devices.contains(identifier) {
                     added += 1;
                 }
             }
-            if take > 0 && devices.len() + take + added > max_entries {
+            if take > 0 && devices.len() + observations + added > max_entries {
                 break;
             }
             devices.insert(unit.gateway_identifier().clone());
             devices.insert(unit.device_identifier().clone());
+            observations += unit_observations;
             take += 1;
         }
         take
