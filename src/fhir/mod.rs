@@ -102,6 +102,19 @@ struct UploadUnitData {
     id: String,
     device_identifier: Identifier,
     gateway_identifier: Identifier,
+    /// Absent in payloads queued before this field existed, and for live measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_record: Option<SourceRecord>,
+}
+
+/// The device record an upload unit came from: a stored record (Glucose, CGM) with its
+/// sequence number. Once the server confirmed the unit, the BLE source may skip and delete
+/// records up to that sequence on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The reading's `device.address` (for BLE, the device's Bluetooth address).
+    pub device: String,
+    pub sequence: u32,
 }
 
 impl TryFrom<UploadUnitData> for UploadUnit {
@@ -152,5 +165,9 @@ impl UploadUnit {
     }
     pub fn gateway_identifier(&self) -> &Identifier {
         &self.data.gateway_identifier
+    }
+    /// The device record this unit came from, when the reading had a record sequence number.
+    pub fn source_record(&self) -> Option<&SourceRecord> {
+        self.data.source_record.as_ref()
     }
 }

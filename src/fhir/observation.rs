@@ -322,6 +322,10 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
         id,
         device_identifier: device_key,
         gateway_identifier: gateway_key,
+        source_record: reading.sequence.map(|sequence| super::SourceRecord {
+            device: reading.device.address.clone(),
+            sequence,
+        }),
     };
     UploadUnit::try_from(data).map_err(MapError::Render)
 }
