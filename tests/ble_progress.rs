@@ -53,7 +53,12 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 }
 
 fn racp_writes(meter: &SimulatedHealthDevice) -> Vec<Vec<u8>> {
-    meter.device().writes().into_iter().map(|(_, w)| w).collect()
+    meter
+        .device()
+        .writes()
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect()
 }
 
 /// The BLE source and the ingest task for one "process lifetime" of the gateway.
@@ -250,8 +255,15 @@ async fn records_deleted_only_after_the_server_stored_them_and_restart_asks_for_
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(racp_writes(&meter)[1], report_from(4));
-    assert_eq!(meter.stored_sequences(), [1, 2, 3], "refused: nothing deleted");
-    assert!(!racp_writes(&meter).iter().any(|w| w[0] == 2), "no delete sent");
+    assert_eq!(
+        meter.stored_sequences(),
+        [1, 2, 3],
+        "refused: nothing deleted"
+    );
+    assert!(
+        !racp_writes(&meter).iter().any(|w| w[0] == 2),
+        "no delete sent"
+    );
 
     // 3. The server accepts: the double stores all three, then progress moves to 3 (durable);
     //    the device still holds them until the next connection deletes exactly ≤ 3.
@@ -294,4 +306,58 @@ async fn records_deleted_only_after_the_server_stored_them_and_restart_asks_for_
     drain(&mut uploader, &queue).await;
     assert_eq!(double.count("Observation"), 2);
     assert_eq!(progress.confirmed_sequence(meter.address()), Some(5));
+}
+
+#[tokio::test]
+async fn a_confirmation_waits_while_an_older_record_is_still_unanswered() {
+    use vectorcare_gateway::fhir::examples::example_readings;
+    let state = tempfile::tempdir().expect("tempdir");
+    let queue = Arc::new(SledQueue::open(state.path(), &QueueConfig::default()).expect("queue"));
+    let progress = Arc::new(FileProgressStore::open(state.path()).expect("progress"));
+    let (double, mut uploader) = server_and_uploader(queue.clone(), progress.clone()).await;
+    let meter: vectorcare_hal::ble::BleAddress = "C0:FF:EE:00:00:07".parse().expect("address");
+    let record = |sequence: u32| {
+        let mut reading = example_readings()
+            .into_iter()
+            .find(|(n, _)| *n == "blood_glucose_mass")
+            .expect("example")
+            .1;
+        reading.device.address = meter.to_string();
+        reading.sequence = Some(sequence);
+        let unit = map_reading(&reading, &example_map_context(true)).expect("map");
+        serde_json::to_vec(&unit).expect("ser")
+    };
+
+    // Record 1 is refused for now (503, retry in a minute): it waits, delayed, in the queue.
+    queue.append(vec![record(1)]).await.expect("append");
+    double.inject(Fault::Status {
+        status: 503,
+        retry_after: Some("60".into()),
+    });
+    assert!(matches!(
+        uploader.step().await.expect("step"),
+        Step::Wait(_)
+    ));
+    // Record 2 is stored by the server and acked, but confirming sequence 2 would let the
+    // meter delete record 1, which the server has not stored: the confirmation waits.
+    queue.append(vec![record(2)]).await.expect("append");
+    assert!(matches!(
+        uploader.step().await.expect("step"),
+        Step::Sent { acked: 1, .. }
+    ));
+    uploader.step().await.expect("step");
+    assert_eq!(double.count("Observation"), 1);
+    assert_eq!(progress.confirmed_sequence(meter), None);
+
+    // Once record 1 is settled for good (here: dead-lettered by an operator's tool), the
+    // held confirmation is released.
+    let oldest = queue
+        .oldest_waiting()
+        .expect("oldest")
+        .expect("record 1 waits");
+    queue
+        .dead_letter(oldest, "test".into())
+        .expect("dead letter");
+    uploader.step().await.expect("step");
+    assert_eq!(progress.confirmed_sequence(meter), Some(2));
 }
