@@ -71,7 +71,7 @@ pub(crate) fn close_queue(queue: Arc<crate::queue::SledQueue>) {
 
 pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
     let code = match &err {
-        RuntimeError::Queue { .. } => exit::UNAVAILABLE,
+        RuntimeError::Queue { .. } | RuntimeError::Progress(_) => exit::UNAVAILABLE,
         RuntimeError::TaskEnded(_) => exit::SOFTWARE,
         RuntimeError::Upload(_) => exit::CONFIG,
     };

@@ -107,6 +107,9 @@ struct UploadUnitData {
     /// codes (absent in units queued before it existed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     status: Option<StatusObservation>,
+    /// Absent in payloads queued before this field existed, and for live measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source_record: Option<SourceRecord>,
 }
 
 /// A `PhdBitsEnumerationObservation` that travels with its measurement (see [`status`]).
@@ -117,6 +120,16 @@ pub struct StatusObservation {
     pub identifier: Identifier,
     /// Deterministic id for PUT mode.
     pub id: String,
+}
+
+/// The device record an upload unit came from: a stored record (Glucose, CGM) with its
+/// sequence number. Once the server confirmed the unit, the BLE source may skip and delete
+/// records up to that sequence on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The reading's `device.address` (for BLE, the device's Bluetooth address).
+    pub device: String,
+    pub sequence: u32,
 }
 
 impl TryFrom<UploadUnitData> for UploadUnit {
@@ -175,5 +188,9 @@ impl UploadUnit {
     /// The status-bits Observation sent next to the measurement, if any.
     pub fn status_observation(&self) -> Option<&StatusObservation> {
         self.data.status.as_ref()
+    }
+    /// The device record this unit came from, when the reading had a record sequence number.
+    pub fn source_record(&self) -> Option<&SourceRecord> {
+        self.data.source_record.as_ref()
     }
 }

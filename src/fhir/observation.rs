@@ -359,6 +359,10 @@ pub fn map_reading(reading: &Reading, ctx: &MapContext) -> Result<UploadUnit, Ma
         device_identifier: device_key,
         gateway_identifier: gateway_key,
         status,
+        source_record: reading.sequence.map(|sequence| super::SourceRecord {
+            device: reading.device.address.clone(),
+            sequence,
+        }),
     };
     UploadUnit::try_from(data).map_err(MapError::Render)
 }

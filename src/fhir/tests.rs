@@ -414,3 +414,35 @@ fn cgm_time_offsets_from_different_sessions_do_not_merge() {
         a.identifier()
     );
 }
+
+#[test]
+fn upload_unit_names_the_stored_record_it_came_from() {
+    let ctx = example_map_context(true);
+    let mut g = example_readings()
+        .into_iter()
+        .find(|(n, _)| *n == "blood_glucose_mass")
+        .expect("g")
+        .1;
+    g.sequence = Some(41);
+    let unit = map_reading(&g, &ctx).expect("map");
+    assert_eq!(
+        unit.source_record(),
+        Some(&SourceRecord {
+            device: g.device.address.clone(),
+            sequence: 41
+        })
+    );
+    let back: UploadUnit =
+        serde_json::from_slice(&serde_json::to_vec(&unit).expect("ser")).expect("de");
+    assert_eq!(back.source_record(), unit.source_record());
+
+    // A live measurement has no stored record, and payloads queued before the field existed
+    // (no `source_record` key) still load.
+    g.sequence = None;
+    let live = map_reading(&g, &ctx).expect("map");
+    assert_eq!(live.source_record(), None);
+    let stored: Value = serde_json::to_value(&live).expect("ser");
+    assert!(stored.get("source_record").is_none());
+    let old: UploadUnit = serde_json::from_value(stored).expect("old payload loads");
+    assert_eq!(old, live);
+}

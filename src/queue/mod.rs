@@ -242,4 +242,7 @@ pub trait DurableQueue: Send + Sync {
     /// Up to `max` dead letters in id order.
     fn list_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError>;
     fn stats(&self) -> Result<QueueStats, QueueError>;
+    /// Id of the oldest record waiting for upload, ready or delayed by a nack (`None` when
+    /// nothing waits). Dead letters do not count: the server has answered them for good.
+    fn oldest_waiting(&self) -> Result<Option<RecordId>, QueueError>;
 }

@@ -487,6 +487,12 @@ impl DurableQueue for SledQueue {
         Ok(out)
     }
 
+    fn oldest_waiting(&self) -> Result<Option<RecordId>, QueueError> {
+        let mut store = self.shared.store.lock();
+        store.ensure_open()?;
+        store.first_id(READY)
+    }
+
     fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut store = self.shared.store.lock();
         // A broken store still answers from its counters; the error shows in `full`.

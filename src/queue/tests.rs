@@ -387,3 +387,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn oldest_waiting_counts_delayed_records_but_not_dead_letters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = SledQueue::open(dir.path(), &cfg()).expect("open");
+    assert_eq!(q.oldest_waiting().expect("oldest"), None);
+    q.append_blocking(vec![payload(1), payload(2), payload(3)])
+        .expect("append");
+    q.nack(RecordId(1), Duration::from_secs(3600))
+        .expect("nack");
+    // Hidden from peek, still the oldest waiting record.
+    assert_eq!(ids(&q.peek(10).expect("peek")), [2, 3]);
+    assert_eq!(q.oldest_waiting().expect("oldest"), Some(RecordId(1)));
+    q.dead_letter(RecordId(1), "refused".into()).expect("dead");
+    assert_eq!(q.oldest_waiting().expect("oldest"), Some(RecordId(2)));
+    q.ack(&[RecordId(2), RecordId(3)]).expect("ack");
+    assert_eq!(q.oldest_waiting().expect("oldest"), None);
+}

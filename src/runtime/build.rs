@@ -16,6 +16,8 @@ use crate::config::Config;
 use crate::fhir::{GatewayIdentity, MapContext, map_reading};
 use crate::reading::Reading;
 use crate::sources::ReadingSink;
+use crate::sources::ble::FileProgressStore;
+use crate::sources::ble::progress::ProgressError;
 use crate::sources::ble::source::{BleSource, InMemoryProgress, StoredRecordProgress};
 use crate::sources::mqtt::source::MqttSource;
 use crate::sources::serial::source::SerialSource;
@@ -158,15 +160,29 @@ impl DeviceIdPattern {
     }
 }
 
-/// One starter per configured adapter.
-pub fn sources(config: &Config, hardware: &Hardware) -> Vec<(String, SourceStarter)> {
+/// The persisted BLE stored-record progress (`<state_dir>/ble-progress/`), when BLE is
+/// configured: the uploader confirms into it, the BLE source reads it.
+pub fn ble_progress(config: &Config) -> Result<Option<Arc<FileProgressStore>>, ProgressError> {
+    if config.sources.ble.is_none() {
+        return Ok(None);
+    }
+    FileProgressStore::open(&config.gateway.state_dir).map(|store| Some(Arc::new(store)))
+}
+
+/// One starter per configured adapter. `ble_progress` is the store from [`ble_progress`]
+/// (`None`: progress in memory only, nothing confirmed, so nothing is ever deleted).
+pub fn sources(
+    config: &Config,
+    hardware: &Hardware,
+    ble_progress: Option<Arc<FileProgressStore>>,
+) -> Vec<(String, SourceStarter)> {
     let mut starters: Vec<(String, SourceStarter)> = Vec::new();
     if let Some(ble) = config.sources.ble.clone() {
         let clock = hardware.clock.clone();
-        // Until the uploader reports confirmed stored-record sequences, progress lives in
-        // memory: after a restart a glucose meter is asked for all its records again and the
-        // server's conditional create drops the duplicates.
-        let progress: Arc<dyn StoredRecordProgress> = Arc::new(InMemoryProgress::default());
+        let progress: Arc<dyn StoredRecordProgress> = match ble_progress {
+            Some(store) => store,
+            None => Arc::new(InMemoryProgress::default()),
+        };
         let start: SourceStarter = match hardware.ble.clone() {
             BleHardware::Simulated(central) => {
                 Box::new(move |sink: ReadingSink, shutdown: Shutdown| {

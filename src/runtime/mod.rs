@@ -4,12 +4,14 @@
 //! | file | owns |
 //! |---|---|
 //! | [`build`] | hardware seams, the mapper, one source starter per configured adapter, the uploader |
+//! | [`confirm`] | server confirmations → the BLE source's persisted stored-record progress |
 //! | [`pipeline`] | spawning, supervision, the watchdog, ordered shutdown |
 //! | [`ingest`] | readings → upload units → durable queue, answering each source |
 //! | [`notify`] | sd_notify (READY, WATCHDOG, STOPPING) |
 //! | [`shutdown`] | the named shutdown trigger and listeners, termination signals |
 
 pub mod build;
+pub mod confirm;
 pub mod ingest;
 pub mod notify;
 pub mod pipeline;
@@ -42,6 +44,9 @@ pub enum RuntimeError {
     /// The upload side cannot be built (private key, CA or client certificate files).
     #[error("upload configuration: {0}")]
     Upload(#[from] crate::upload::build::UploadBuildError),
+    /// The BLE stored-record progress directory cannot be created or read.
+    #[error("{0}")]
+    Progress(#[from] crate::sources::ble::progress::ProgressError),
     /// A pipeline task ended on its own; the process should exit non-zero so systemd restarts it.
     #[error("pipeline task `{0}` ended unexpectedly")]
     TaskEnded(String),
@@ -74,8 +79,14 @@ pub async fn run(
     } else if !sync.is_synchronized() {
         tracing::warn!(state = ?sync, "system clock not synchronised yet: no token is signed until it is");
     }
+    let ble_progress = build::ble_progress(config)?;
     let uploader = match &config.upload {
-        Some(upload) => Some(uploader_starter(upload, queue.clone(), &hardware)?),
+        Some(upload) => Some(uploader_starter(
+            upload,
+            queue.clone(),
+            &hardware,
+            ble_progress.clone(),
+        )?),
         None => {
             tracing::warn!("no [upload] section: readings are queued but not uploaded");
             None
@@ -85,7 +96,7 @@ pub async fn run(
         queue: queue.clone() as Arc<dyn DurableQueue>,
         map: build::mapper(config),
         observer,
-        sources: build::sources(config, &hardware),
+        sources: build::sources(config, &hardware, ble_progress),
         uploader,
     };
     let outcome = pipeline.run(stop, &notifier).await;
@@ -99,8 +110,12 @@ fn uploader_starter(
     upload: &crate::upload::UploadConfig,
     queue: Arc<SledQueue>,
     hardware: &Hardware,
+    ble_progress: Option<Arc<crate::sources::ble::FileProgressStore>>,
 ) -> Result<pipeline::UploaderStarter, RuntimeError> {
-    let uploader = crate::upload::build::uploader(upload, queue, hardware.clock.clone())?;
+    let mut uploader = crate::upload::build::uploader(upload, queue, hardware.clock.clone())?;
+    if let Some(store) = ble_progress {
+        uploader = uploader.with_observer(Arc::new(confirm::BleProgressConfirmer::new(store)));
+    }
     Ok(Box::new(move |shutdown: Shutdown| {
         Box::pin(async move {
             if let Err(err) = uploader.run(shutdown.wait()).await {

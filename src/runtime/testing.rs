@@ -73,6 +73,9 @@ impl DurableQueue for MemoryQueue {
     fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(QueueStats::default())
     }
+    fn oldest_waiting(&self) -> Result<Option<RecordId>, QueueError> {
+        Ok(None)
+    }
 }
 
 /// A reading with no value (the runtime tests map it with their own closures).

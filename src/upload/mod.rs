@@ -23,4 +23,4 @@ pub mod retry;
 pub mod uploader;
 
 pub use config::{RawUploadConfig, UploadConfig};
-pub use uploader::{UploadStatus, Uploader, UploaderSettings};
+pub use uploader::{UploadObserver, UploadStatus, Uploader, UploaderSettings};

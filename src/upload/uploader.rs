@@ -13,6 +13,14 @@
 //! Idempotency: every Observation is written by conditional create on its identifier or by PUT
 //! to its deterministic id, and Devices by conditional create, so re-sending a Bundle whose reply
 //! was lost (crash, reset) cannot duplicate anything; records are acked only after the reply.
+//!
+//! Confirmations ([`UploadObserver`]): units naming a device record (`source_record`) are
+//! reported as confirmed only after their queue ack succeeded, and in queue order: a unit is
+//! held back while any older record still waits in the queue (ready or delayed by a nack), so
+//! a confirmed sequence never covers a record the server has not answered yet. Dead-lettered
+//! records do not hold others back (the server answered them for good; they stay in the
+//! dead letters) and are never reported. Held-back confirmations live in memory: a crash loses
+//! them, which at worst makes a device send records again, never delete one too early.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,6 +34,16 @@ use super::client::{BundleReply, post_bundle};
 use super::retry::{Backoff, StatusClass, classify_status, entry_status};
 use crate::fhir::{BundleOptions, UploadUnit, build_bundle};
 use crate::queue::{DurableQueue, QueueError, QueuedRecord, RecordId};
+
+/// Told which upload units the FHIR server confirmed (2xx), after their queue ack
+/// succeeded. Called from the uploader's loop: keep it short (a small file write is fine).
+pub trait UploadObserver: Send + Sync {
+    fn confirmed(&self, units: &[UploadUnit]);
+}
+
+/// At most this many confirmations are held back behind an older waiting record; beyond it
+/// the oldest held ones are dropped (their records are fetched again later, nothing is lost).
+const MAX_HELD_CONFIRMATIONS: usize = 10_000;
 
 /// What the uploader is doing (for `status`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -95,6 +113,9 @@ pub struct Uploader {
     solo_until: Option<RecordId>,
     rng: rand::rngs::StdRng,
     config_error_logged: bool,
+    observer: Option<Arc<dyn UploadObserver>>,
+    /// Acked units naming a device record, waiting for every older queued record to settle.
+    held: Vec<(RecordId, UploadUnit)>,
 }
 
 impl Uploader {
@@ -114,7 +135,16 @@ impl Uploader {
             solo_until: None,
             rng: rand::rngs::StdRng::from_os_rng(),
             config_error_logged: false,
+            observer: None,
+            held: Vec::new(),
         }
+    }
+
+    /// Reports server-confirmed units to `observer` (see the module doc for when).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn UploadObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn status(&self) -> watch::Receiver<UploadStatus> {
@@ -198,6 +228,8 @@ impl Uploader {
 
     /// One Bundle: peek, build, authorise, send, settle.
     pub async fn step(&mut self) -> Result<Step, UploadError> {
+        // Older records may have settled since (dead-lettered, acked): release what waited.
+        self.release_confirmations()?;
         let records = self.queue.peek(self.settings.bundle_size)?;
         if records.is_empty() {
             self.set_status(|s| s.state = UploadState::Idle);
@@ -264,7 +296,7 @@ impl Uploader {
                 }
             }
         };
-        self.settle(&good, &built.observation_entries, reply)
+        self.settle(&good, &units, &built.observation_entries, reply)
     }
 
     fn auth_failure(&mut self, e: AuthError) -> Duration {
@@ -294,6 +326,30 @@ impl Uploader {
         self.failure_wait(None, e.to_string())
     }
 
+    /// Reports held confirmations that no older waiting record precedes (module doc).
+    fn release_confirmations(&mut self) -> Result<(), QueueError> {
+        let Some(observer) = self.observer.clone() else {
+            return Ok(());
+        };
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let oldest = self.queue.oldest_waiting()?;
+        let (ready, still_held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(id, _)| oldest.is_none_or(|oldest| *id < oldest));
+        self.held = still_held;
+        if self.held.len() > MAX_HELD_CONFIRMATIONS {
+            let excess = self.held.len() - MAX_HELD_CONFIRMATIONS;
+            self.held.drain(..excess);
+        }
+        if !ready.is_empty() {
+            let units: Vec<UploadUnit> = ready.into_iter().map(|(_, unit)| unit).collect();
+            observer.confirmed(&units);
+        }
+        Ok(())
+    }
+
     fn nack_all(&self, records: &[QueuedRecord], wait: Duration) -> Result<(), QueueError> {
         for r in records {
             self.queue.nack(r.id, wait)?;
@@ -304,6 +360,7 @@ impl Uploader {
     fn settle(
         &mut self,
         records: &[QueuedRecord],
+        units: &[UploadUnit],
         observation_entries: &[usize],
         reply: BundleReply,
     ) -> Result<Step, UploadError> {
@@ -359,10 +416,11 @@ impl Uploader {
         };
         let entries = body.get("entry").and_then(Value::as_array);
         let mut acks = Vec::new();
+        let mut confirmed = Vec::new();
         let (mut dead, mut retried, mut created) = (0, 0, 0u64);
         let retry_after = reply.retry_after;
         let mut transient = Vec::new();
-        for (record, index) in records.iter().zip(observation_entries) {
+        for ((record, unit), index) in records.iter().zip(units).zip(observation_entries) {
             let response = entries
                 .and_then(|e| e.get(*index))
                 .and_then(|e| e.get("response"));
@@ -376,6 +434,9 @@ impl Uploader {
                         created += 1;
                     }
                     acks.push(record.id);
+                    if self.observer.is_some() && unit.source_record().is_some() {
+                        confirmed.push((record.id, unit.clone()));
+                    }
                 }
                 Some(StatusClass::Permanent) => {
                     let outcome = response
@@ -392,6 +453,8 @@ impl Uploader {
         }
         self.queue.ack(&acks)?;
         let acked = acks.len();
+        self.held.extend(confirmed);
+        self.release_confirmations()?;
         if let Some(until) = self.solo_until
             && records.last().is_some_and(|r| r.id >= until)
         {

@@ -6,12 +6,14 @@
 //! | [`profiles`] | which services/characteristics make up each supported profile |
 //! | [`source`] | the source future: adapter supervision, discovery, scan watchdog, backoff |
 //! | `session` | one connection to one device: identity, features, clock, subscriptions, RACP |
+//! | [`progress`] | the persisted server-confirmed stored-record progress (one file per device) |
 //! | [`status`] | status for `status`; the stored-record progress the uploader provides |
 //! | [`simulated`] | standard-profile devices for hal's simulator (demo, tests) |
 //! | `tests` | the source driven through the simulator |
 
 pub mod config;
 pub mod profiles;
+pub mod progress;
 mod session;
 pub mod simulated;
 pub mod source;
@@ -21,4 +23,5 @@ pub mod status;
 mod tests;
 
 pub use config::{BleConfig, RawBleConfig};
+pub use progress::FileProgressStore;
 pub use source::{BleSource, BleStatus, InMemoryProgress, StatusHandle, StoredRecordProgress};

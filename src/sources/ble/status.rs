@@ -9,7 +9,8 @@ use serde::Serialize;
 use vectorcare_hal::ble::BleAddress;
 
 /// The uploader's view of stored-record progress: which records the FHIR server confirmed.
-/// The queue/uploader provides the persisted implementation; [`InMemoryProgress`] is for tests
+/// [`super::progress::FileProgressStore`] is the persisted implementation (the uploader
+/// confirms into it through `runtime::confirm`); [`InMemoryProgress`] is for tests
 /// and the demo.
 pub trait StoredRecordProgress: Send + Sync + fmt::Debug {
     /// Highest stored-record sequence number of `device` the server confirmed, if any.
