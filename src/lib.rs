@@ -21,7 +21,8 @@
 //! | [`queue`] | the durable queue (sled): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
-//! | [`telemetry`] | logging setup and PHI-safe events |
+//! | [`telemetry`] | logging setup, and the one place counters/gauges live (metrics, 24 h history, Prometheus text) |
+//! | [`status`] | the local status endpoint: `/healthz`, `/metrics`, `/status` JSON, the HTML page; `[status]` config |
 //! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
 //! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests |
 //! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline) |
@@ -40,6 +41,7 @@ pub mod queue;
 pub mod reading;
 pub mod runtime;
 pub mod sources;
+pub mod status;
 pub mod telemetry;
 pub mod test_double;
 pub mod upload;

@@ -32,6 +32,7 @@ pub struct RawConfig {
     pub queue: crate::queue::RawQueueConfig,
     pub sources: sources::RawSourcesConfig,
     pub upload: Option<crate::upload::RawUploadConfig>,
+    pub status: crate::status::RawStatusConfig,
 }
 
 /// The validated configuration every component is built from.
@@ -44,6 +45,8 @@ pub struct Config {
     pub sources: sources::SourcesConfig,
     /// `None`: readings are queued but not uploaded (the section is absent).
     pub upload: Option<crate::upload::UploadConfig>,
+    /// The local status endpoint.
+    pub status: crate::status::StatusConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -158,6 +161,7 @@ impl RawConfig {
             .upload
             .as_ref()
             .map(|raw| raw.validate("upload", problems));
+        let status = self.status.validate("status", problems);
         Some(Config {
             gateway: gateway?,
             log: log?,
@@ -168,6 +172,7 @@ impl RawConfig {
                 Some(validated) => Some(validated?),
                 None => None,
             },
+            status: status?,
         })
     }
 }

@@ -99,13 +99,13 @@ pub fn mapper(config: &Config) -> Arc<MapFn> {
 
 /// A configured device id, literal or with `{N}` placeholders that match one topic level.
 #[derive(Debug, Clone)]
-struct DeviceIdPattern {
+pub(crate) struct DeviceIdPattern {
     /// Literal pieces between placeholders.
     pieces: Vec<String>,
 }
 
 impl DeviceIdPattern {
-    fn new(template: &str) -> Self {
+    pub(crate) fn new(template: &str) -> Self {
         let mut pieces = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
@@ -125,7 +125,7 @@ impl DeviceIdPattern {
         Self { pieces }
     }
 
-    fn matches(&self, id: &str) -> bool {
+    pub(crate) fn matches(&self, id: &str) -> bool {
         let (first, others) = self
             .pieces
             .split_first()
