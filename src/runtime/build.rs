@@ -17,8 +17,11 @@ use crate::fhir::{GatewayIdentity, MapContext, map_reading};
 use crate::reading::Reading;
 use crate::sources::ReadingSink;
 use crate::sources::ble::source::{BleSource, InMemoryProgress, StoredRecordProgress};
+use crate::sources::mqtt::source::HealthSnapshot;
 use crate::sources::mqtt::source::MqttSource;
 use crate::sources::serial::source::SerialSource;
+use crate::telemetry::Telemetry;
+use tokio::sync::watch;
 
 /// The hardware seams the sources use: real on a hub, simulated in `demo` and tests.
 #[derive(Debug, Clone)]
@@ -154,8 +157,14 @@ impl DeviceIdPattern {
     }
 }
 
-/// One starter per configured adapter.
-pub fn sources(config: &Config, hardware: &Hardware) -> Vec<(String, SourceStarter)> {
+/// One starter per configured adapter. Each source's live status is attached to `telemetry`
+/// when it starts; the MQTT source publishes `health` on its health topic.
+pub fn sources(
+    config: &Config,
+    hardware: &Hardware,
+    telemetry: &Arc<Telemetry>,
+    health: watch::Receiver<HealthSnapshot>,
+) -> Vec<(String, SourceStarter)> {
     let mut starters: Vec<(String, SourceStarter)> = Vec::new();
     if let Some(ble) = config.sources.ble.clone() {
         let clock = hardware.clock.clone();
@@ -163,16 +172,17 @@ pub fn sources(config: &Config, hardware: &Hardware) -> Vec<(String, SourceStart
         // memory: after a restart a glucose meter is asked for all its records again and the
         // server's conditional create drops the duplicates.
         let progress: Arc<dyn StoredRecordProgress> = Arc::new(InMemoryProgress::default());
+        let telemetry = telemetry.clone();
         let start: SourceStarter = match hardware.ble.clone() {
             BleHardware::Simulated(central) => {
                 Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
-                    Box::pin(
-                        BleSource::new(central, ble, sink, progress, clock).run(shutdown.wait()),
-                    )
+                    let source = BleSource::new(central, ble, sink, progress, clock);
+                    telemetry.attach_ble(source.status());
+                    Box::pin(source.run(shutdown.wait()))
                 })
             }
             BleHardware::BlueZ => Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
-                Box::pin(run_bluez(ble, sink, progress, clock, shutdown))
+                Box::pin(run_bluez(ble, sink, progress, clock, telemetry, shutdown))
             }),
         };
         starters.push(("ble".into(), start));
@@ -180,20 +190,25 @@ pub fn sources(config: &Config, hardware: &Hardware) -> Vec<(String, SourceStart
     if let Some(serial) = config.sources.serial.clone() {
         let opener = hardware.serial.clone();
         let clock = hardware.clock.clone();
+        let telemetry = telemetry.clone();
         starters.push((
             "serial".into(),
             Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
-                Box::pin(SerialSource::new(serial, opener, clock).run(sink, shutdown.wait()))
+                let source = SerialSource::new(serial, opener, clock);
+                telemetry.attach_serial(source.status());
+                Box::pin(source.run(sink, shutdown.wait()))
             }),
         ));
     }
     if let Some(mqtt) = config.sources.mqtt.clone() {
         let clock = hardware.clock.clone();
+        let telemetry = telemetry.clone();
         starters.push((
             "mqtt".into(),
             Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
                 Box::pin(async move {
-                    let source = MqttSource::new(mqtt, clock, None);
+                    let source = MqttSource::new(mqtt, clock, Some(health));
+                    telemetry.attach_mqtt(source.status());
                     if let Err(err) = source.run(sink, shutdown.clone().wait()).await {
                         // Bad credentials or TLS files: a configuration problem that a restart
                         // does not fix. Stay up (other sources keep working) and say so.
@@ -214,6 +229,7 @@ async fn run_bluez(
     sink: ReadingSink,
     progress: Arc<dyn StoredRecordProgress>,
     clock: Arc<dyn Clock>,
+    telemetry: Arc<Telemetry>,
     mut shutdown: Shutdown,
 ) {
     use vectorcare_hal::ble::btleplug::BtleplugCentral;
@@ -225,9 +241,9 @@ async fn run_bluez(
         };
         match opened {
             Ok(central) => {
-                BleSource::new(central, config, sink, progress, clock)
-                    .run(shutdown.wait())
-                    .await;
+                let source = BleSource::new(central, config, sink, progress, clock);
+                telemetry.attach_ble(source.status());
+                source.run(shutdown.wait()).await;
                 return;
             }
             Err(err) => {

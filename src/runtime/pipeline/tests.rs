@@ -109,6 +109,8 @@ fn pipeline(queue: Arc<SlowQueue>, sources: Vec<(String, SourceStarter)>) -> Pip
         observer: Arc::new(NoObserver),
         sources,
         uploader: None,
+        services: Vec::new(),
+        telemetry: None,
     }
 }
 
