@@ -11,6 +11,7 @@ pub mod keygen;
 pub mod queue;
 mod queue_export;
 pub mod run;
+pub mod status;
 pub mod validate;
 
 /// VectorCare Gateway: vital signs from BLE, serial and MQTT devices to a FHIR R4 server.
@@ -39,6 +40,8 @@ pub enum Command {
     Keygen(keygen::Args),
     /// Check SMART Backend Services authorisation against the configured server.
     Auth(auth::Args),
+    /// Ask the running daemon how it is: exit 0 healthy, 1 unhealthy, 69 unreachable.
+    Status(status::Args),
 }
 
 /// Why a command failed, and the exit code to report it with.
@@ -70,5 +73,6 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Devices(args) => devices::execute(args),
         Command::Keygen(args) => keygen::execute(args),
         Command::Auth(args) => auth::execute(args),
+        Command::Status(args) => status::execute(args),
     }
 }

@@ -133,7 +133,7 @@ struct DeviceCounters {
     last_reading: Option<SystemTime>,
     /// Only kept with `show_readings`.
     last_address: Option<String>,
-    last_value: Option<serde_json::Value>,
+    last_value: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -509,7 +509,7 @@ impl Telemetry {
                 device.last_reading = Some(now);
                 if self.options.show_readings {
                     device.last_address = Some(reading.device.address.clone());
-                    device.last_value = serde_json::to_value(reading).ok();
+                    device.last_value = Some(reading_text(reading));
                 }
             }
         }
@@ -560,6 +560,39 @@ impl LiveViews {
             Matcher::Unlisted => None,
         }
     }
+}
+
+/// `kind value unit` (panels: components joined by '/'), for `show_readings` only.
+fn reading_text(reading: &Reading) -> String {
+    use crate::reading::{MeasuredValue, Quantity};
+    fn number(q: &Quantity) -> String {
+        match q.value {
+            MeasuredValue::Number(d) => d.to_string(),
+            MeasuredValue::NotANumber => "NaN".into(),
+            MeasuredValue::NotAtThisResolution => "NRes".into(),
+            MeasuredValue::PositiveInfinity => "+INF".into(),
+            MeasuredValue::NegativeInfinity => "-INF".into(),
+        }
+    }
+    let (value, unit) = match &reading.value {
+        Some(q) => (number(q), q.ucum.clone()),
+        None => (
+            reading
+                .components
+                .iter()
+                .map(|c| number(&c.quantity))
+                .collect::<Vec<_>>()
+                .join("/"),
+            reading
+                .components
+                .first()
+                .map(|c| c.quantity.ucum.clone())
+                .unwrap_or_default(),
+        ),
+    };
+    format!("{} {value} {unit}", kind_name(reading))
+        .trim()
+        .to_owned()
 }
 
 fn push_recent<T>(list: &mut VecDeque<T>, item: T) {
@@ -686,9 +719,9 @@ pub struct DeviceView {
     /// Only with `show_readings`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-    /// Only with `show_readings`: the last reading as the device-neutral JSON.
+    /// Only with `show_readings`: the last reading, e.g. `blood_pressure 120/80 mm[Hg]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_reading: Option<serde_json::Value>,
+    pub last_reading: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -760,4 +793,4 @@ pub struct ErrorEvent {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

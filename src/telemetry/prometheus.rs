@@ -326,3 +326,6 @@ pub fn render(snapshot: &Snapshot) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
