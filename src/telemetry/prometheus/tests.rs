@@ -53,9 +53,7 @@ fn validate(text: &str) -> Result<BTreeMap<String, f64>, String> {
         if line.starts_with('#') {
             continue;
         }
-        let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
-            .ok_or_else(|| at("no value"))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| at("no value"))?;
         let name = &line[..name_end];
         if !metric_name(name) {
             return Err(at("bad metric name"));
