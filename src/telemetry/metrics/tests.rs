@@ -261,3 +261,34 @@ fn recent_lists_keep_the_newest_ten() {
     assert_eq!(s.upload.recent[0].at_unix, 1_800_000_015, "newest first");
     assert_eq!(s.upload.retries, 15);
 }
+
+#[test]
+fn mqtt_health_snapshot_reports_last_upload_and_connected_devices() {
+    use crate::sources::serial::source::PortStatus;
+    let clock = TestClock::at(1_800_000_000);
+    let telemetry = telemetry_with_devices(clock.clone(), false, "x");
+    assert_eq!(telemetry.sample().devices_connected, 0);
+    assert_eq!(telemetry.sample().last_upload_ok_unix, None);
+    let port = |state| PortStatus {
+        label: "sources.serial.ports[0]".into(),
+        state,
+        connects: 1,
+        lines: 0,
+        garbage_frames: 0,
+        bad_lines: 0,
+        readings_stored: 0,
+        readings_rejected: 0,
+        readings_throttled: 0,
+    };
+    let (tx, rx) = watch::channel(vec![port(PortState::Connected)]);
+    telemetry.attach_serial(rx);
+    telemetry.upload_settled(3, 0, 0);
+    clock.advance(20);
+    let health = telemetry.sample();
+    assert_eq!(health.devices_connected, 1);
+    assert_eq!(health.last_upload_ok_unix, Some(1_800_000_000));
+    tx.send_replace(vec![port(PortState::Disconnected("unplugged".into()))]);
+    assert_eq!(telemetry.sample().devices_connected, 0);
+    let serial = &telemetry.snapshot().devices[2];
+    assert_eq!(serial.connected, Some(false));
+}
