@@ -79,14 +79,13 @@ pub fn execute(args: Args) -> Outcome {
         )
     })?;
     let mut out = std::io::stdout().lock();
-    let written = if args.json {
+    // A closed pipe (`status | head`) is not a failure of the check: the exit code still is.
+    let _ = if args.json {
         out.write_all(&body).and_then(|()| writeln!(out))
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         out.write_all(summary(&snapshot, colour).as_bytes())
     };
-    // A closed pipe (`status | head`) is not a failure of the check.
-    let _ = written;
     if snapshot.healthy {
         Ok(())
     } else {
@@ -252,7 +251,10 @@ pub fn summary(s: &Snapshot, colour: bool) -> String {
             "queue    {} waiting ({} bytes), oldest {}, {} dead letters\n",
             q.depth,
             q.bytes,
-            ago(q.oldest_age_seconds.map(|a| a as u64)).replace(" ago", ""),
+            q.oldest_age_seconds.map_or_else(
+                || "-".to_owned(),
+                |a| ago(Some(a as u64)).replace(" ago", "")
+            ),
             q.dead_letters
         ));
     }
