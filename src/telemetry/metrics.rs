@@ -4,7 +4,7 @@
 //! other components already keep (queue stats, device connection state, upload state, clock
 //! sync) are read from their live views when a snapshot is taken, so nothing is copied twice.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +16,7 @@ use vectorcare_hal::clock::{Clock, SyncState};
 use super::history::{HistorySeries, HourlyHistory};
 use crate::config::Config;
 use crate::queue::DurableQueue;
-use crate::reading::{Reading, SourceKind};
+use crate::reading::{Kind, Reading, SourceKind};
 use crate::runtime::build::DeviceIdPattern;
 use crate::runtime::ingest::IngestObserver;
 use crate::sources::ble::source::StatusHandle;
@@ -138,8 +138,9 @@ struct DeviceCounters {
 
 #[derive(Debug, Default)]
 struct State {
-    readings: BTreeMap<(String, String), u64>,
-    mapping_failures: BTreeMap<String, u64>,
+    /// Keyed by the enums (no allocation per reading); named and sorted in snapshots.
+    readings: HashMap<(SourceKind, Kind), u64>,
+    mapping_failures: HashMap<SourceKind, u64>,
     devices: Vec<DeviceCounters>,
     upload: UploadCounters,
     token: TokenCounters,
@@ -204,8 +205,8 @@ fn source_name(source: SourceKind) -> &'static str {
     }
 }
 
-fn kind_name(reading: &Reading) -> String {
-    serde_json::to_value(reading.kind)
+fn kind_name(kind: Kind) -> String {
+    serde_json::to_value(kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| "unknown".into())
@@ -417,23 +418,31 @@ impl Telemetry {
                 },
             },
             devices,
-            readings: state
-                .readings
-                .iter()
-                .map(|((source, kind), count)| ReadingCount {
-                    source: source.clone(),
-                    kind: kind.clone(),
-                    count: *count,
-                })
-                .collect(),
-            mapping_failures: state
-                .mapping_failures
-                .iter()
-                .map(|(source, count)| SourceCount {
-                    source: source.clone(),
-                    count: *count,
-                })
-                .collect(),
+            readings: {
+                let mut counts: Vec<ReadingCount> = state
+                    .readings
+                    .iter()
+                    .map(|((source, kind), count)| ReadingCount {
+                        source: source_name(*source).to_owned(),
+                        kind: kind_name(*kind),
+                        count: *count,
+                    })
+                    .collect();
+                counts.sort_by(|a, b| (&a.source, &a.kind).cmp(&(&b.source, &b.kind)));
+                counts
+            },
+            mapping_failures: {
+                let mut counts: Vec<SourceCount> = state
+                    .mapping_failures
+                    .iter()
+                    .map(|(source, count)| SourceCount {
+                        source: source_name(*source).to_owned(),
+                        count: *count,
+                    })
+                    .collect();
+                counts.sort_by(|a, b| a.source.cmp(&b.source));
+                counts
+            },
             queue: views.queue,
             upload: UploadView {
                 configured: self.options.upload_configured,
@@ -495,9 +504,8 @@ impl Telemetry {
         let now = self.clock.now();
         let mut state = self.state.lock();
         for reading in readings {
-            let source = source_name(reading.device.source).to_owned();
-            let kind = kind_name(reading);
-            *state.readings.entry((source.clone(), kind)).or_default() += 1;
+            let source = reading.device.source;
+            *state.readings.entry((source, reading.kind)).or_default() += 1;
             if rejected {
                 *state.mapping_failures.entry(source).or_default() += 1;
                 continue;
@@ -590,7 +598,7 @@ fn reading_text(reading: &Reading) -> String {
                 .unwrap_or_default(),
         ),
     };
-    format!("{} {value} {unit}", kind_name(reading))
+    format!("{} {value} {unit}", kind_name(reading.kind))
         .trim()
         .to_owned()
 }
