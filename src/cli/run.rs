@@ -84,7 +84,6 @@ pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
         RuntimeError::Queue { .. } => exit::UNAVAILABLE,
         RuntimeError::TaskEnded(_) => exit::SOFTWARE,
         RuntimeError::Upload(_) => exit::CONFIG,
-        RuntimeError::Status(crate::status::StatusError::Bind { .. }) => exit::UNAVAILABLE,
         RuntimeError::Status(_) => exit::CONFIG,
     };
     Failure::new(code, err.to_string())
