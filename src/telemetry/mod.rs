@@ -3,7 +3,8 @@
 //! | file | owns |
 //! |---|---|
 //! | [`logging`] | the tracing subscriber (human / plain `key=value` lines) and the PHI rule for logs |
-//! | [`metrics`] | [`Telemetry`]: counters (readings per source+kind, mapping failures, upload attempts/successes/retries/dead letters, token refreshes/failures), per-device state, task liveness; [`Telemetry::snapshot`] is what `/status`, `/metrics` and the page show |
+//! | [`metrics`] | [`Telemetry`]: counters (readings per source+kind, mapping failures, upload attempts/successes/retries/dead letters, token refreshes/failures), per-device state, task liveness; [`Telemetry::snapshot`] builds the picture |
+//! | [`snapshot`] | the [`Snapshot`] views (serde, shared with the `status` command), what "healthy" means, the warnings |
 //! | [`history`] | the last 24 hours, hour by hour: readings stored and the highest queue depth seen |
 //! | [`prometheus`] | the Prometheus text exposition of a snapshot |
 //!
@@ -20,6 +21,7 @@ pub mod history;
 pub mod logging;
 pub mod metrics;
 pub mod prometheus;
+pub mod snapshot;
 
 pub use logging::{PlainFormat, init, init_default};
 pub use metrics::{DeviceSlot, Snapshot, Telemetry, TelemetryOptions};
