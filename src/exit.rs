@@ -3,6 +3,8 @@
 
 /// Success.
 pub const OK: u8 = 0;
+/// `status`: the daemon answered and is unhealthy (a pipeline task is down or it is stopping).
+pub const UNHEALTHY: u8 = 1;
 /// The command line was wrong.
 pub const USAGE: u8 = 64;
 /// Input data was malformed (e.g. bytes given to `decode`).

@@ -22,7 +22,8 @@
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
 //! | [`simulator`] | the device simulator (`simulate`, `demo`): TOML scenarios → hal's in-process devices, a BlueZ peripheral (`bluer`), ptys, MQTT; docs/SIMULATOR.md |
-//! | [`telemetry`] | logging setup and PHI-safe events |
+//! | [`telemetry`] | logging setup, and the one place counters/gauges live (metrics, 24 h history, Prometheus text) |
+//! | [`status`] | the local status endpoint: `/healthz`, `/metrics`, `/status` JSON, the HTML page; `[status]` config |
 //! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
 //! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests |
 //! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline) |
@@ -49,6 +50,7 @@ pub mod reading;
 pub mod runtime;
 pub mod simulator;
 pub mod sources;
+pub mod status;
 pub mod telemetry;
 pub mod test_double;
 pub mod upload;

@@ -8,6 +8,7 @@ use jsonwebtoken::jwk::JwkSet;
 use vectorcare_gateway::fhir::examples::{example_map_context, example_readings};
 use vectorcare_gateway::fhir::{BundleOptions, BundleType, UploadUnit, WriteMode, map_reading};
 use vectorcare_gateway::queue::{DurableQueue, QueueConfig, SledQueue};
+use vectorcare_gateway::telemetry::{Telemetry, TelemetryOptions};
 use vectorcare_gateway::test_double::{self, Fault, TestDouble, TestDoubleOptions};
 use vectorcare_gateway::upload::assertion::AssertionSigner;
 use vectorcare_gateway::upload::auth::{AuthSettings, Authorizer};
@@ -45,6 +46,8 @@ struct RigOptions {
     wrong_kid: bool,
     clock: Arc<dyn Clock>,
     max_tx_conditional: Option<usize>,
+    /// Counts the uploader's events (the status endpoint's view).
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 impl Default for RigOptions {
@@ -58,6 +61,7 @@ impl Default for RigOptions {
             wrong_kid: false,
             clock: Arc::new(SimulatedClock::new(0, true)),
             max_tx_conditional: None,
+            telemetry: None,
         }
     }
 }
@@ -106,7 +110,7 @@ async fn rig(opts: RigOptions) -> Rig {
     ));
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = Arc::new(SledQueue::open(dir.path(), &QueueConfig::default()).expect("queue"));
-    let uploader = Uploader::new(
+    let mut uploader = Uploader::new(
         queue.clone(),
         http,
         auth,
@@ -124,6 +128,9 @@ async fn rig(opts: RigOptions) -> Rig {
             idle_poll: Duration::from_millis(10),
         },
     );
+    if let Some(telemetry) = opts.telemetry {
+        uploader = uploader.with_telemetry(telemetry);
+    }
     Rig {
         double,
         queue,
@@ -381,4 +388,60 @@ async fn medplum_limit_is_respected_with_max_bundle_entries() {
     rig.drain().await;
     assert_eq!(rig.double.count("Observation"), 20);
     assert_eq!(rig.double.stats().rejected, 0);
+}
+
+#[tokio::test]
+async fn telemetry_counts_what_the_uploader_and_the_server_saw() {
+    let clock: Arc<dyn Clock> = Arc::new(SimulatedClock::new(0, true));
+    let telemetry = Arc::new(Telemetry::new(TelemetryOptions::default(), clock.clone()));
+    let mut rig = rig(RigOptions {
+        clock,
+        telemetry: Some(telemetry.clone()),
+        ..RigOptions::default()
+    })
+    .await;
+    rig.enqueue(&units(6)).await;
+    rig.double.inject(Fault::Status {
+        status: 503,
+        retry_after: None,
+    });
+    let mut steps = vec![rig.uploader.step().await.expect("step")];
+    if let Step::Wait(d) = steps[0] {
+        tokio::time::sleep(d).await;
+    }
+    steps.extend(rig.drain().await);
+    let posts = steps
+        .iter()
+        .filter(|s| matches!(s, Step::Sent { .. } | Step::Wait(_)))
+        .count() as u64;
+
+    let upload = telemetry.snapshot().upload;
+    assert_eq!(
+        upload.attempts, posts,
+        "one attempt per Bundle sent: {steps:?}"
+    );
+    assert_eq!(upload.successes, 6);
+    assert_eq!(upload.successes, rig.double.count("Observation") as u64);
+    assert_eq!(
+        upload.retries, 6,
+        "the refused Bundle's records are retried"
+    );
+    assert_eq!(upload.dead_letters, 0);
+    assert_eq!(
+        upload
+            .recent
+            .last()
+            .and_then(|e| e.error.clone())
+            .as_deref(),
+        Some("HTTP 503")
+    );
+    let token = telemetry.snapshot().token;
+    assert_eq!(token.refreshes, rig.double.auth_stats().tokens_issued);
+    assert_eq!(token.failures, 0);
+    assert!(token.valid_for_seconds.is_some_and(|s| s > 0));
+    let status = rig.uploader.status().borrow().clone();
+    assert_eq!(
+        status.uploaded + status.duplicates_or_updates,
+        upload.successes
+    );
 }

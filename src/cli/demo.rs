@@ -121,6 +121,9 @@ async fn run_demo(args: Args) -> Outcome {
         .count();
 
     let queue = runtime::open_queue(&config).map_err(runtime_failure)?;
+    let observability = runtime::observability(&config, hardware.clock.clone())
+        .await
+        .map_err(runtime_failure)?;
     let observer = Arc::new(DemoObserver::default());
     let total = Duration::from_secs(args.duration);
     let measuring = Duration::from_secs_f64(args.duration as f64 * 0.7);
@@ -132,6 +135,9 @@ async fn run_demo(args: Args) -> Outcome {
         ble_devices,
         double.fhir_base_url()
     );
+    if let Some(url) = observability.status_url() {
+        println!("status page: {url}  (also {url}status, {url}metrics, {url}healthz)");
+    }
     println!(
         "measuring for {}s, then draining the queue (data: {})",
         measuring.as_secs(),
@@ -168,7 +174,14 @@ async fn run_demo(args: Args) -> Outcome {
         }
     };
 
-    let pipeline = runtime::run(&config, hardware, queue.clone(), observer.clone(), stop);
+    let pipeline = runtime::run(
+        &config,
+        hardware,
+        queue.clone(),
+        observer.clone(),
+        observability,
+        stop,
+    );
     let drive = drive_devices(&scenario, target, generating.clone());
     let progress = show_progress(
         &double,

@@ -12,6 +12,7 @@ pub mod queue;
 mod queue_export;
 pub mod run;
 pub mod simulate;
+pub mod status;
 pub mod validate;
 
 /// VectorCare Gateway: vital signs from BLE, serial and MQTT devices to a FHIR R4 server.
@@ -42,6 +43,8 @@ pub enum Command {
     Auth(auth::Args),
     /// Play a device scenario (BLE, serial, MQTT) for QA rigs: see docs/SIMULATOR.md.
     Simulate(simulate::Args),
+    /// Ask the running daemon how it is: exit 0 healthy, 1 unhealthy, 69 unreachable.
+    Status(status::Args),
 }
 
 /// Why a command failed, and the exit code to report it with.
@@ -74,5 +77,6 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Keygen(args) => keygen::execute(args),
         Command::Auth(args) => auth::execute(args),
         Command::Simulate(args) => simulate::execute(args),
+        Command::Status(args) => status::execute(args),
     }
 }

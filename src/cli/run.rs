@@ -25,6 +25,9 @@ pub fn execute(args: Args) -> Outcome {
     tokio.block_on(async {
         let queue = runtime::open_queue(&config).map_err(runtime_failure)?;
         let hardware = Hardware::real(&config);
+        let observability = runtime::observability(&config, hardware.clock.clone())
+            .await
+            .map_err(runtime_failure)?;
         let stop = async {
             match runtime::shutdown::termination_signal().await {
                 Ok(signal) => signal.to_owned(),
@@ -34,8 +37,15 @@ pub fn execute(args: Args) -> Outcome {
                 }
             }
         };
-        let result =
-            runtime::run(&config, hardware, queue.clone(), Arc::new(NoObserver), stop).await;
+        let result = runtime::run(
+            &config,
+            hardware,
+            queue.clone(),
+            Arc::new(NoObserver),
+            observability,
+            stop,
+        )
+        .await;
         close_queue(queue);
         result.map(|_| ()).map_err(runtime_failure)
     })
@@ -74,6 +84,7 @@ pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
         RuntimeError::Queue { .. } | RuntimeError::Progress(_) => exit::UNAVAILABLE,
         RuntimeError::TaskEnded(_) => exit::SOFTWARE,
         RuntimeError::Upload(_) => exit::CONFIG,
+        RuntimeError::Status(_) => exit::CONFIG,
     };
     Failure::new(code, err.to_string())
 }

@@ -33,6 +33,7 @@ pub struct RawConfig {
     pub sources: sources::RawSourcesConfig,
     pub upload: Option<crate::upload::RawUploadConfig>,
     pub fhir: crate::fhir::config::RawMappingConfig,
+    pub status: crate::status::RawStatusConfig,
 }
 
 /// The validated configuration every component is built from.
@@ -46,6 +47,8 @@ pub struct Config {
     /// `None`: readings are queued but not uploaded (the section is absent).
     pub upload: Option<crate::upload::UploadConfig>,
     pub fhir: crate::fhir::config::MappingConfig,
+    /// The local status endpoint.
+    pub status: crate::status::StatusConfig,
 }
 
 /// Why a configuration could not be loaded.
@@ -161,6 +164,7 @@ impl RawConfig {
             .as_ref()
             .map(|raw| raw.validate("upload", problems));
         let fhir = self.fhir.validate("fhir", problems);
+        let status = self.status.validate("status", problems);
         Some(Config {
             gateway: gateway?,
             log: log?,
@@ -172,6 +176,7 @@ impl RawConfig {
                 None => None,
             },
             fhir: fhir?,
+            status: status?,
         })
     }
 }

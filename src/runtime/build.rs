@@ -19,8 +19,11 @@ use crate::sources::ReadingSink;
 use crate::sources::ble::FileProgressStore;
 use crate::sources::ble::progress::ProgressError;
 use crate::sources::ble::source::{BleSource, InMemoryProgress, StoredRecordProgress};
+use crate::sources::mqtt::source::HealthSnapshot;
 use crate::sources::mqtt::source::MqttSource;
 use crate::sources::serial::source::SerialSource;
+use crate::telemetry::Telemetry;
+use tokio::sync::watch;
 
 /// The hardware seams the sources use: real on a hub, simulated in `demo` and tests.
 #[derive(Debug, Clone)]
@@ -105,13 +108,13 @@ pub fn mapper(config: &Config) -> Arc<MapFn> {
 
 /// A configured device id, literal or with `{N}` placeholders that match one topic level.
 #[derive(Debug, Clone)]
-struct DeviceIdPattern {
+pub(crate) struct DeviceIdPattern {
     /// Literal pieces between placeholders.
     pieces: Vec<String>,
 }
 
 impl DeviceIdPattern {
-    fn new(template: &str) -> Self {
+    pub(crate) fn new(template: &str) -> Self {
         let mut pieces = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
@@ -131,7 +134,7 @@ impl DeviceIdPattern {
         Self { pieces }
     }
 
-    fn matches(&self, id: &str) -> bool {
+    pub(crate) fn matches(&self, id: &str) -> bool {
         let (first, others) = self
             .pieces
             .split_first()
@@ -170,11 +173,15 @@ pub fn ble_progress(config: &Config) -> Result<Option<Arc<FileProgressStore>>, P
 }
 
 /// One starter per configured adapter. `ble_progress` is the store from [`ble_progress`]
-/// (`None`: progress in memory only, nothing confirmed, so nothing is ever deleted).
+/// (`None`: progress in memory only, nothing confirmed, so nothing is ever deleted). Each
+/// source's live status is attached to `telemetry` when it starts; the MQTT source publishes
+/// `health` on its health topic.
 pub fn sources(
     config: &Config,
     hardware: &Hardware,
     ble_progress: Option<Arc<FileProgressStore>>,
+    telemetry: &Arc<Telemetry>,
+    health: watch::Receiver<HealthSnapshot>,
 ) -> Vec<(String, SourceStarter)> {
     let mut starters: Vec<(String, SourceStarter)> = Vec::new();
     if let Some(ble) = config.sources.ble.clone() {
@@ -183,16 +190,17 @@ pub fn sources(
             Some(store) => store,
             None => Arc::new(InMemoryProgress::default()),
         };
+        let telemetry = telemetry.clone();
         let start: SourceStarter = match hardware.ble.clone() {
             BleHardware::Simulated(central) => {
                 Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
-                    Box::pin(
-                        BleSource::new(central, ble, sink, progress, clock).run(shutdown.wait()),
-                    )
+                    let source = BleSource::new(central, ble, sink, progress, clock);
+                    telemetry.attach_ble(source.status());
+                    Box::pin(source.run(shutdown.wait()))
                 })
             }
             BleHardware::BlueZ => Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
-                Box::pin(run_bluez(ble, sink, progress, clock, shutdown))
+                Box::pin(run_bluez(ble, sink, progress, clock, telemetry, shutdown))
             }),
         };
         starters.push(("ble".into(), start));
@@ -200,20 +208,25 @@ pub fn sources(
     if let Some(serial) = config.sources.serial.clone() {
         let opener = hardware.serial.clone();
         let clock = hardware.clock.clone();
+        let telemetry = telemetry.clone();
         starters.push((
             "serial".into(),
             Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
-                Box::pin(SerialSource::new(serial, opener, clock).run(sink, shutdown.wait()))
+                let source = SerialSource::new(serial, opener, clock);
+                telemetry.attach_serial(source.status());
+                Box::pin(source.run(sink, shutdown.wait()))
             }),
         ));
     }
     if let Some(mqtt) = config.sources.mqtt.clone() {
         let clock = hardware.clock.clone();
+        let telemetry = telemetry.clone();
         starters.push((
             "mqtt".into(),
             Box::new(move |sink: ReadingSink, shutdown: Shutdown| {
                 Box::pin(async move {
-                    let source = MqttSource::new(mqtt, clock, None);
+                    let source = MqttSource::new(mqtt, clock, Some(health));
+                    telemetry.attach_mqtt(source.status());
                     if let Err(err) = source.run(sink, shutdown.clone().wait()).await {
                         // Bad credentials or TLS files: a configuration problem that a restart
                         // does not fix. Stay up (other sources keep working) and say so.
@@ -235,6 +248,7 @@ async fn run_bluez(
     sink: ReadingSink,
     progress: Arc<dyn StoredRecordProgress>,
     clock: Arc<dyn Clock>,
+    telemetry: Arc<Telemetry>,
     mut shutdown: Shutdown,
 ) {
     use vectorcare_hal::ble::bluez_agent::PairingAgent;
@@ -255,9 +269,9 @@ async fn run_bluez(
                         agent_shutdown.wait().await;
                     }
                 };
-                let source =
-                    BleSource::new(central, config, sink, progress, clock).run(shutdown.wait());
-                tokio::join!(source, agent);
+                let source = BleSource::new(central, config, sink, progress, clock);
+                telemetry.attach_ble(source.status());
+                tokio::join!(source.run(shutdown.wait()), agent);
                 return;
             }
             Err(err) => {

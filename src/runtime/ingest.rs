@@ -25,6 +25,22 @@ pub trait IngestObserver: Send + Sync {
     fn rejected(&self, readings: &[Reading], reason: &str);
 }
 
+/// Tells several observers (telemetry and the demo's summary).
+pub struct Observers(pub Vec<Arc<dyn IngestObserver>>);
+
+impl IngestObserver for Observers {
+    fn stored(&self, readings: &[Reading]) {
+        for observer in &self.0 {
+            observer.stored(readings);
+        }
+    }
+    fn rejected(&self, readings: &[Reading], reason: &str) {
+        for observer in &self.0 {
+            observer.rejected(readings, reason);
+        }
+    }
+}
+
 /// Observer that records nothing.
 #[derive(Debug, Default)]
 pub struct NoObserver;

@@ -9,11 +9,13 @@
 //! | [`ingest`] | readings → upload units → durable queue, answering each source |
 //! | [`notify`] | sd_notify (READY, WATCHDOG, STOPPING) |
 //! | [`shutdown`] | the named shutdown trigger and listeners, termination signals |
+//! | [`observe`] | telemetry and the status endpoint: built before the run, served as tasks |
 
 pub mod build;
 pub mod confirm;
 pub mod ingest;
 pub mod notify;
+pub mod observe;
 pub mod pipeline;
 pub mod shutdown;
 #[cfg(test)]
@@ -23,6 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use build::{BleHardware, Hardware};
+pub use observe::{Observability, observability};
 pub use pipeline::{Pipeline, RunOutcome, StopReason};
 pub use shutdown::{Shutdown, ShutdownTrigger, shutdown_pair};
 
@@ -50,6 +53,9 @@ pub enum RuntimeError {
     /// A pipeline task ended on its own; the process should exit non-zero so systemd restarts it.
     #[error("pipeline task `{0}` ended unexpectedly")]
     TaskEnded(String),
+    /// The status endpoint cannot listen or read its token.
+    #[error("status endpoint: {0}")]
+    Status(#[from] crate::status::StatusError),
 }
 
 /// Opens the durable queue in the configured state directory.
@@ -63,11 +69,13 @@ pub fn open_queue(config: &Config) -> Result<Arc<SledQueue>, RuntimeError> {
 }
 
 /// Runs the whole gateway until `stop` resolves (a signal, the end of a demo) or a task dies.
+/// `observer` is told about stored/rejected readings besides telemetry (the demo's summary).
 pub async fn run(
     config: &Config,
     hardware: Hardware,
     queue: Arc<SledQueue>,
     observer: Arc<dyn IngestObserver>,
+    observability: Observability,
     stop: impl Future<Output = String>,
 ) -> Result<RunOutcome, RuntimeError> {
     let notifier = Notifier::from_env();
@@ -80,24 +88,33 @@ pub async fn run(
         tracing::warn!(state = ?sync, "system clock not synchronised yet: no token is signed until it is");
     }
     let ble_progress = build::ble_progress(config)?;
+    let telemetry = observability.telemetry.clone();
+    telemetry.attach_queue(queue.clone() as Arc<dyn DurableQueue>);
     let uploader = match &config.upload {
         Some(upload) => Some(uploader_starter(
             upload,
             queue.clone(),
             &hardware,
             ble_progress.clone(),
+            &telemetry,
         )?),
         None => {
             tracing::warn!("no [upload] section: readings are queued but not uploaded");
             None
         }
     };
+    let (services, health) = observability.services();
     let pipeline = Pipeline {
         queue: queue.clone() as Arc<dyn DurableQueue>,
         map: build::mapper(config),
-        observer,
-        sources: build::sources(config, &hardware, ble_progress),
+        observer: Arc::new(ingest::Observers(vec![
+            telemetry.clone() as Arc<dyn IngestObserver>,
+            observer,
+        ])),
+        sources: build::sources(config, &hardware, ble_progress, &telemetry, health),
         uploader,
+        services,
+        telemetry: Some(telemetry),
     };
     let outcome = pipeline.run(stop, &notifier).await;
     match &outcome.reason {
@@ -111,11 +128,14 @@ fn uploader_starter(
     queue: Arc<SledQueue>,
     hardware: &Hardware,
     ble_progress: Option<Arc<crate::sources::ble::FileProgressStore>>,
+    telemetry: &Arc<crate::telemetry::Telemetry>,
 ) -> Result<pipeline::UploaderStarter, RuntimeError> {
-    let mut uploader = crate::upload::build::uploader(upload, queue, hardware.clock.clone())?;
+    let mut uploader = crate::upload::build::uploader(upload, queue, hardware.clock.clone())?
+        .with_telemetry(telemetry.clone());
     if let Some(store) = ble_progress {
         uploader = uploader.with_observer(Arc::new(confirm::BleProgressConfirmer::new(store)));
     }
+    telemetry.attach_upload(uploader.status());
     Ok(Box::new(move |shutdown: Shutdown| {
         Box::pin(async move {
             if let Err(err) = uploader.run(shutdown.wait()).await {

@@ -22,6 +22,7 @@ use super::notify::Notifier;
 use super::shutdown::{Shutdown, shutdown_pair};
 use crate::queue::DurableQueue;
 use crate::sources::ReadingSink;
+use crate::telemetry::Telemetry;
 
 /// Upper bound of the whole shutdown sequence.
 pub const SHUTDOWN_BUDGET: Duration = Duration::from_millis(4500);
@@ -32,6 +33,8 @@ const SUBMISSION_CHANNEL: usize = 256;
 pub type SourceStarter = Box<dyn FnOnce(ReadingSink, Shutdown) -> BoxFuture<'static, ()> + Send>;
 /// Starts the uploader with its shutdown listener.
 pub type UploaderStarter = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
+/// Starts a service task (status endpoint, telemetry sampling) with its shutdown listener.
+pub type ServiceStarter = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
 
 /// Everything the runtime built from the configuration, ready to run.
 pub struct Pipeline {
@@ -40,6 +43,11 @@ pub struct Pipeline {
     pub observer: Arc<dyn IngestObserver>,
     pub sources: Vec<(String, SourceStarter)>,
     pub uploader: Option<UploaderStarter>,
+    /// Tasks that watch the pipeline (status endpoint, telemetry sampling): started first,
+    /// stopped last, supervised like the others.
+    pub services: Vec<(String, ServiceStarter)>,
+    /// Told which tasks run and when one ends (`/healthz` answers from it).
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// Why the pipeline stopped.
@@ -69,6 +77,15 @@ impl Pipeline {
     pub async fn run(self, stop: impl Future<Output = String>, notifier: &Notifier) -> RunOutcome {
         let (sources_trigger, sources_shutdown) = shutdown_pair();
         let (uploader_trigger, uploader_shutdown) = shutdown_pair();
+        let (services_trigger, services_shutdown) = shutdown_pair();
+        let services: Vec<Running> = self
+            .services
+            .into_iter()
+            .map(|(name, start)| Running {
+                handle: tokio::spawn(start(services_shutdown.clone())),
+                name,
+            })
+            .collect();
         let (sink, submissions) = ReadingSink::channel(SUBMISSION_CHANNEL);
 
         let mut sources: Vec<Running> = self
@@ -99,6 +116,14 @@ impl Pipeline {
             handle: tokio::spawn(start(uploader_shutdown)),
         });
 
+        if let Some(telemetry) = &self.telemetry {
+            let names = sources
+                .iter()
+                .chain(std::iter::once(&ingest))
+                .chain(uploader.as_ref())
+                .chain(&services);
+            telemetry.tasks_started(names.map(|task| task.name.clone()));
+        }
         notifier.ready();
         tracing::info!(
             sources = sources.len(),
@@ -107,12 +132,18 @@ impl Pipeline {
         );
 
         let reason = {
-            let watch = watch_tasks(&sources, &ingest, uploader.as_ref(), notifier);
+            let watch = watch_tasks(&sources, &ingest, uploader.as_ref(), &services, notifier);
             tokio::select! {
                 why = stop => StopReason::Requested(why),
                 dead = watch => StopReason::TaskEnded(dead),
             }
         };
+        if let Some(telemetry) = &self.telemetry {
+            if let StopReason::TaskEnded(task) = &reason {
+                telemetry.task_ended(task);
+            }
+            telemetry.stopping();
+        }
         match &reason {
             StopReason::Requested(why) => tracing::info!(reason = %why, "shutting down"),
             StopReason::TaskEnded(task) => {
@@ -133,6 +164,11 @@ impl Pipeline {
         uploader_trigger.trigger();
         if let Some(uploader) = uploader {
             finish(uploader, deadline, &mut aborted).await;
+        }
+        // Last: the status endpoint answers "shutting down" until the data path is closed.
+        services_trigger.trigger();
+        for service in services {
+            finish(service, deadline, &mut aborted).await;
         }
         if !aborted.is_empty() {
             tracing::warn!(tasks = ?aborted, "tasks aborted at the shutdown deadline");
@@ -158,6 +194,7 @@ async fn watch_tasks(
     sources: &[Running],
     ingest: &Running,
     uploader: Option<&Running>,
+    services: &[Running],
     notifier: &Notifier,
 ) -> String {
     let interval = notifier
@@ -171,7 +208,8 @@ async fn watch_tasks(
         let all = sources
             .iter()
             .chain(std::iter::once(ingest))
-            .chain(uploader);
+            .chain(uploader)
+            .chain(services);
         let mut dead = None;
         for task in all {
             if task.handle.is_finished() {

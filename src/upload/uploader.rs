@@ -29,11 +29,12 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::auth::{AuthError, Authorizer};
+use super::auth::{AccessToken, AuthError, Authorizer};
 use super::client::{BundleReply, post_bundle};
 use super::retry::{Backoff, StatusClass, classify_status, entry_status};
 use crate::fhir::{BundleOptions, UploadUnit, build_bundle};
 use crate::queue::{DurableQueue, QueueError, QueuedRecord, RecordId};
+use crate::telemetry::Telemetry;
 
 /// Told which upload units the FHIR server confirmed (2xx), after their queue ack
 /// succeeded. Called from the uploader's loop: keep it short (a small file write is fine).
@@ -116,6 +117,10 @@ pub struct Uploader {
     observer: Option<Arc<dyn UploadObserver>>,
     /// Acked units naming a device record, waiting for every older queued record to settle.
     held: Vec<(RecordId, UploadUnit)>,
+    /// Where attempts, outcomes and token refreshes are counted (`status`, `/metrics`).
+    telemetry: Option<Arc<Telemetry>>,
+    /// The token last used: a different one means the authorizer minted a new one.
+    last_token: Option<Arc<AccessToken>>,
 }
 
 impl Uploader {
@@ -137,6 +142,20 @@ impl Uploader {
             config_error_logged: false,
             observer: None,
             held: Vec::new(),
+            telemetry: None,
+            last_token: None,
+        }
+    }
+
+    /// Counts this uploader's events in `telemetry` too.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
+    fn count(&self, event: impl FnOnce(&Telemetry)) {
+        if let Some(telemetry) = &self.telemetry {
+            event(telemetry);
         }
     }
 
@@ -252,6 +271,7 @@ impl Uploader {
                 }
             }
         }
+        self.count(|t| t.upload_dead_lettered(dead));
         if units.is_empty() {
             self.set_status(|s| s.dead_lettered += dead as u64);
             return Ok(Step::Sent {
@@ -270,9 +290,21 @@ impl Uploader {
         let reply = loop {
             let token = match self.auth.token().await {
                 Ok(t) => t,
-                Err(e) => return Ok(Step::Wait(self.auth_failure(e))),
+                Err(e) => {
+                    self.count(|t| t.token_failed(&e.to_string()));
+                    return Ok(Step::Wait(self.auth_failure(e)));
+                }
             };
+            if !self
+                .last_token
+                .as_ref()
+                .is_some_and(|last| Arc::ptr_eq(last, &token))
+            {
+                self.count(|t| t.token_refreshed(token.expires_in));
+                self.last_token = Some(Arc::clone(&token));
+            }
             self.config_error_logged = false;
+            self.count(|t| t.upload_attempt(good.len()));
             match post_bundle(
                 &self.http,
                 &self.settings.fhir_base_url,
@@ -290,7 +322,9 @@ impl Uploader {
                 Err(e) => {
                     tracing::warn!(kind = e.kind, "FHIR request failed; will retry");
                     tracing::debug!(error = %e, "FHIR transport error detail");
-                    let wait = self.failure_wait(None, format!("{}: {}", e.kind, e.message));
+                    let error = format!("{}: {}", e.kind, e.message);
+                    self.count(|t| t.upload_failed(good.len(), &error));
+                    let wait = self.failure_wait(None, error);
                     self.nack_all(&good, wait)?;
                     return Ok(Step::Wait(wait));
                 }
@@ -371,7 +405,9 @@ impl Uploader {
                     status = reply.status,
                     "FHIR server busy or unavailable; backing off"
                 );
-                let wait = self.failure_wait(reply.retry_after, format!("HTTP {}", reply.status));
+                let error = format!("HTTP {}", reply.status);
+                self.count(|t| t.upload_failed(records.len(), &error));
+                let wait = self.failure_wait(reply.retry_after, error);
                 self.nack_all(records, wait)?;
                 return Ok(Step::Wait(wait));
             }
@@ -385,6 +421,7 @@ impl Uploader {
                         "Bundle refused; isolating records"
                     );
                     self.solo_until = records.last().map(|r| r.id);
+                    self.count(|t| t.upload_settled(0, records.len(), 0));
                     return Ok(Step::Sent {
                         acked: 0,
                         dead: 0,
@@ -399,6 +436,7 @@ impl Uploader {
                     s.dead_lettered += records.len() as u64;
                     s.consecutive_failures = 0;
                 });
+                self.count(|t| t.upload_settled(0, 0, records.len()));
                 return Ok(Step::Sent {
                     acked: 0,
                     dead: records.len(),
@@ -409,6 +447,7 @@ impl Uploader {
         let body: Value = match serde_json::from_slice(&reply.body) {
             Ok(v) => v,
             Err(_) => {
+                self.count(|t| t.upload_failed(records.len(), "unparseable Bundle response"));
                 let wait = self.failure_wait(None, "unparseable Bundle response".into());
                 self.nack_all(records, wait)?;
                 return Ok(Step::Wait(wait));
@@ -455,6 +494,7 @@ impl Uploader {
         let acked = acks.len();
         self.held.extend(confirmed);
         self.release_confirmations()?;
+        self.count(|t| t.upload_settled(acked, retried, dead));
         if let Some(until) = self.solo_until
             && records.last().is_some_and(|r| r.id >= until)
         {

@@ -39,6 +39,8 @@ fn pipeline(queue: Arc<SlowQueue>, sources: Vec<(String, SourceStarter)>) -> Pip
         observer: Arc::new(NoObserver),
         sources,
         uploader: None,
+        services: Vec::new(),
+        telemetry: None,
     }
 }
 

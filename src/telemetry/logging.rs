@@ -166,7 +166,7 @@ mod tests {
         let text = String::from_utf8(buffer.0.lock().expect("test buffer").clone()).expect("utf8");
         assert_eq!(
             text,
-            "level=info target=vectorcare_gateway::telemetry::tests entries=12 server=primary msg=\"bundle uploaded\"\n"
+            "level=info target=vectorcare_gateway::telemetry::logging::tests entries=12 server=primary msg=\"bundle uploaded\"\n"
         );
     }
 }
