@@ -42,8 +42,26 @@ fn json_output_is_one_object_with_readings_and_resources() {
         .iter()
         .filter_map(|r| r["resourceType"].as_str())
         .collect();
-    assert_eq!(types, ["Observation", "Observation", "Device", "Device"]);
+    // Each reading's Observation is followed by its PHD status-bits Observation (the cuff set
+    // status bits 0, 1, 2 and 5), then the measuring and the gateway Device.
+    assert_eq!(
+        types,
+        [
+            "Observation",
+            "Observation",
+            "Observation",
+            "Observation",
+            "Device",
+            "Device"
+        ]
+    );
     assert_eq!(v["resources"][0]["subject"]["reference"], "Patient/123");
+    for status in [&v["resources"][1], &v["resources"][3]] {
+        assert!(
+            status["derivedFrom"].is_array(),
+            "status Observation: {status}"
+        );
+    }
 }
 
 #[test]

@@ -33,7 +33,14 @@ const CLIENT_ID: &str = "gw-peer";
 
 /// `n` distinct upload units cycling through every example reading (heart rate, blood
 /// pressure, glucose, SpO2, weight, temperature...), so Medplum validates every shape.
+/// `n` distinct readings without device status flags, so every unit is exactly one
+/// Observation and Bundle arithmetic stays simple (status Observations: see
+/// `status_bits_observations_are_accepted_by_medplum`).
 fn units(n: usize) -> Vec<UploadUnit> {
+    units_with_status(n, false)
+}
+
+fn units_with_status(n: usize, keep_status: bool) -> Vec<UploadUnit> {
     let examples = example_readings();
     let ctx = example_map_context(true);
     let units: Vec<UploadUnit> = (0..n)
@@ -48,6 +55,9 @@ fn units(n: usize) -> Vec<UploadUnit> {
             }
             if let Some(seq) = &mut r.sequence {
                 *seq += round as u32 * 1000;
+            }
+            if !keep_status {
+                r.status.clear();
             }
             map_reading(&r, &ctx).expect("map example")
         })
@@ -233,7 +243,12 @@ impl Rig {
                 id.value
             );
         }
-        assert_eq!(self.observation_total(&token).await, units.len() as u64);
+        // One Observation per reading, plus its PHD status-bits Observation when it has one.
+        let expected: u64 = units
+            .iter()
+            .map(|unit| 1 + u64::from(unit.status_observation().is_some()))
+            .sum();
+        assert_eq!(self.observation_total(&token).await, expected);
     }
 
     fn status(&self) -> vectorcare_gateway::upload::UploadStatus {
@@ -274,6 +289,34 @@ async fn happy_path(alg: SigningAlg, write_mode: &str) {
     assert_eq!(stats["tokens_issued"], 1, "token must be cached: {stats}");
     assert_eq!(stats["unauthorized"], 0, "{stats}");
     assert_eq!(stats["bundles"], 5, "{stats}");
+    rig.assert_one_per_reading(&batch).await;
+}
+
+/// Readings with device status bits travel with their PHD status-bits Observation; Medplum
+/// validates and stores both, once each.
+#[tokio::test]
+async fn status_bits_observations_are_accepted_by_medplum() {
+    let key = key(SigningAlg::ES384);
+    let mut rig = start(
+        &PeerOptions::new(CLIENT_ID, key.jwks.clone()),
+        &key,
+        "",
+        synced_clock(),
+    );
+    let batch = units_with_status(12, true);
+    let with_status = batch
+        .iter()
+        .filter(|u| u.status_observation().is_some())
+        .count();
+    assert!(
+        with_status > 0,
+        "the examples include readings with status bits"
+    );
+    rig.enqueue(&batch).await;
+    rig.drain().await;
+    let status = rig.status();
+    assert_eq!(status.dead_lettered, 0, "{:?}", rig.queue.list_dead(5));
+    assert_eq!(rig.queue.stats().expect("stats").depth, 0);
     rig.assert_one_per_reading(&batch).await;
 }
 

@@ -207,7 +207,9 @@ async fn run_demo(args: Args) -> Outcome {
         rejected: observer.rejected(),
         still_queued: stats.as_ref().map_or(0, |s| s.depth),
         dead_letters: stats.as_ref().map_or(0, |s| s.dead_letters),
-        observations_on_server: double.count("Observation"),
+        observations_on_server: measurement_observations(&double),
+        status_observations_on_server: double.count("Observation")
+            - measurement_observations(&double),
         devices_on_server: double.count("Device"),
         written,
         out: args.out.clone(),
@@ -236,6 +238,16 @@ async fn run_demo(args: Args) -> Outcome {
         ));
     }
     Ok(())
+}
+
+/// Measurement Observations the double holds: every Observation except the PHD status-bits
+/// ones, which point at their measurement with `derivedFrom`.
+fn measurement_observations(double: &TestDouble) -> usize {
+    double
+        .resources()
+        .iter()
+        .filter(|r| r["resourceType"] == "Observation" && r.get("derivedFrom").is_none())
+        .count()
 }
 
 fn path_text(path: &Path) -> String {
@@ -287,7 +299,7 @@ async fn show_progress(
             "[{:>3}s] {phase}  readings stored {:>4}  uploaded observations {:>4}  queued {:>4}",
             started.elapsed().as_secs(),
             observer.total(),
-            double.count("Observation"),
+            measurement_observations(double),
             depth
         );
     }
@@ -368,7 +380,10 @@ struct Summary {
     rejected: u64,
     still_queued: u64,
     dead_letters: u64,
+    /// Measurement Observations (one per reading).
     observations_on_server: usize,
+    /// PHD status-bits Observations that travel with readings whose device set status bits.
+    status_observations_on_server: usize,
     devices_on_server: usize,
     written: usize,
     out: PathBuf,
@@ -413,6 +428,10 @@ impl Summary {
         println!(
             "{:<device_width$}  {:<18}  {:>8}",
             "on the FHIR server", "Observations", self.observations_on_server
+        );
+        println!(
+            "{:<device_width$}  {:<18}  {:>8}",
+            "", "+ status bits", self.status_observations_on_server
         );
         println!(
             "{:<device_width$}  {:<18}  {:>8}",
