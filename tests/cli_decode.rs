@@ -96,3 +96,61 @@ fn unknown_uuid_is_a_usage_error() {
     let out = decode(&["--uuid", "2a19", "--hex", "64"]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn config_supplies_patient_gateway_and_identifier_system() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[gateway]\nid = \"hub-7\"\nname = \"Hub seven\"\npatient = \"Patient/from-config\"\n\
+         [fhir]\nidentifier_system = \"urn:example:obs\"\n",
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf8");
+    let out = decode(&[
+        "--uuid", "2a37", "--hex", "06 48", "--config", config, "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let observation = &v["resources"][0];
+    assert_eq!(observation["subject"]["reference"], "Patient/from-config");
+    assert_eq!(observation["identifier"][0]["system"], "urn:example:obs");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hub-7"),
+        "the gateway Device carries the configured id"
+    );
+
+    // --patient wins over the config's patient.
+    let out = decode(&[
+        "--uuid",
+        "2a37",
+        "--hex",
+        "06 48",
+        "--config",
+        config,
+        "--patient",
+        "Patient/cli",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["resources"][0]["subject"]["reference"], "Patient/cli");
+
+    // A broken config is a configuration error (78), named.
+    std::fs::write(dir.path().join("bad.toml"), "[gateway]\nid = \"hub 7\"\n").expect("write");
+    let bad = dir.path().join("bad.toml");
+    let out = decode(&[
+        "--uuid",
+        "2a37",
+        "--hex",
+        "06 48",
+        "--config",
+        bad.to_str().expect("utf8"),
+    ]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gateway.id"));
+}

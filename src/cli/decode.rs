@@ -31,6 +31,10 @@ pub struct Args {
     /// Patient reference for Observation.subject, e.g. Patient/123.
     #[arg(long)]
     pub patient: Option<String>,
+    /// Gateway configuration: the patient, the gateway Device and the identifier system come
+    /// from it, as in the daemon (`--patient` overrides its patient). Not read by default.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// The device's Bluetooth address (default 00:00:00:00:00:00, an obvious placeholder).
     #[arg(long)]
     pub device_address: Option<String>,
@@ -150,14 +154,24 @@ pub fn execute(args: Args) -> Outcome {
         ),
     })?;
     let readings = value.readings(&ctx);
-    let map_ctx = MapContext::new(
-        args.patient.clone(),
-        GatewayIdentity {
-            id: "vectorcare-gateway".into(),
-            serial: None,
-            name: "VectorCare Gateway".into(),
-        },
-    );
+    let mut map_ctx = match &args.config {
+        Some(path) => {
+            let config = crate::config::load(path, std::env::vars())
+                .map_err(|err| super::validate::config_failure(path, &err))?;
+            crate::runtime::build::map_context(&config)
+        }
+        None => MapContext::new(
+            None,
+            GatewayIdentity {
+                id: "vectorcare-gateway".into(),
+                serial: None,
+                name: "VectorCare Gateway".into(),
+            },
+        ),
+    };
+    if args.patient.is_some() {
+        map_ctx.patient = args.patient.clone();
+    }
     let units = readings
         .iter()
         .map(|r| fhir::map_reading(r, &map_ctx))

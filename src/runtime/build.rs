@@ -59,9 +59,9 @@ impl Hardware {
     }
 }
 
-/// The mapper: reading → compact upload unit, with the patient chosen per device (serial and
-/// MQTT devices may serve another patient than the hub's).
-pub fn mapper(config: &Config) -> Arc<MapFn> {
+/// The mapping context of the hub's own patient: gateway identity from `[gateway]`,
+/// identifier system and gateway serial from `[fhir]`.
+pub fn map_context(config: &Config) -> MapContext {
     let gateway = GatewayIdentity {
         id: config.gateway.id.clone(),
         serial: config.fhir.gateway_serial.clone(),
@@ -71,11 +71,17 @@ pub fn mapper(config: &Config) -> Arc<MapFn> {
             .clone()
             .unwrap_or_else(|| format!("VectorCare Gateway {}", config.gateway.id)),
     };
-    let default_context = MapContext {
+    MapContext {
         patient: Some(config.gateway.patient.clone()),
         gateway,
         identifier_system: config.fhir.identifier_system.clone(),
-    };
+    }
+}
+
+/// The mapper: reading → compact upload unit, with the patient chosen per device (serial and
+/// MQTT devices may serve another patient than the hub's).
+pub fn mapper(config: &Config) -> Arc<MapFn> {
+    let default_context = map_context(config);
     // Device ids may be templates ("mqtt:{1}" = whatever the topic's first `+` matched).
     let mut per_device: Vec<(DeviceIdPattern, MapContext)> = Vec::new();
     let overrides = config
