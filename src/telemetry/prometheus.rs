@@ -38,6 +38,11 @@ fn family<'a>(out: &'a mut String, name: &str, kind: &str, help: &str) -> Family
     Family { out }
 }
 
+/// A family with one unlabelled sample (most gauges and counters here).
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    family(out, name, kind, help).sample(name, &[], value);
+}
+
 fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
@@ -86,13 +91,13 @@ pub fn render(snapshot: &Snapshot) -> String {
         &[],
         snapshot.uptime_seconds as f64,
     );
-    family(
+    single(
         o,
         "vectorcare_healthy",
         "gauge",
         "1 when every pipeline task is alive (what /healthz answers).",
-    )
-    .sample("vectorcare_healthy", &[], flag(snapshot.healthy));
+        flag(snapshot.healthy),
+    );
     let mut f = family(
         o,
         "vectorcare_task_up",
@@ -146,27 +151,27 @@ pub fn render(snapshot: &Snapshot) -> String {
     }
 
     if let Some(queue) = &snapshot.queue {
-        family(
+        single(
             o,
             "vectorcare_queue_depth",
             "gauge",
             "Readings waiting for upload.",
-        )
-        .sample("vectorcare_queue_depth", &[], queue.depth as f64);
-        family(
+            queue.depth as f64,
+        );
+        single(
             o,
             "vectorcare_queue_delayed",
             "gauge",
             "Waiting readings delayed by a retry backoff.",
-        )
-        .sample("vectorcare_queue_delayed", &[], queue.delayed as f64);
-        family(
+            queue.delayed as f64,
+        );
+        single(
             o,
             "vectorcare_queue_bytes",
             "gauge",
             "Bytes of readings waiting for upload.",
-        )
-        .sample("vectorcare_queue_bytes", &[], queue.bytes as f64);
+            queue.bytes as f64,
+        );
         family(
             o,
             "vectorcare_queue_oldest_age_seconds",
@@ -189,37 +194,37 @@ pub fn render(snapshot: &Snapshot) -> String {
             &[],
             queue.dead_letters as f64,
         );
-        family(
+        single(
             o,
             "vectorcare_queue_full",
             "gauge",
             "1 while the queue refuses new readings.",
-        )
-        .sample("vectorcare_queue_full", &[], flag(queue.full.is_some()));
+            flag(queue.full.is_some()),
+        );
     }
 
     let u = &snapshot.upload;
-    family(
+    single(
         o,
         "vectorcare_upload_attempts_total",
         "counter",
         "FHIR Bundles sent.",
-    )
-    .sample("vectorcare_upload_attempts_total", &[], u.attempts as f64);
-    family(
+        u.attempts as f64,
+    );
+    single(
         o,
         "vectorcare_upload_successes_total",
         "counter",
         "Readings the FHIR server stored.",
-    )
-    .sample("vectorcare_upload_successes_total", &[], u.successes as f64);
-    family(
+        u.successes as f64,
+    );
+    single(
         o,
         "vectorcare_upload_retries_total",
         "counter",
         "Readings put back to be sent again.",
-    )
-    .sample("vectorcare_upload_retries_total", &[], u.retries as f64);
+        u.retries as f64,
+    );
     family(
         o,
         "vectorcare_upload_dead_letters_total",
@@ -257,28 +262,28 @@ pub fn render(snapshot: &Snapshot) -> String {
     }
 
     let t = &snapshot.token;
-    family(
+    single(
         o,
         "vectorcare_token_refreshes_total",
         "counter",
         "Access tokens obtained.",
-    )
-    .sample("vectorcare_token_refreshes_total", &[], t.refreshes as f64);
-    family(
+        t.refreshes as f64,
+    );
+    single(
         o,
         "vectorcare_token_failures_total",
         "counter",
         "Failed access token requests.",
-    )
-    .sample("vectorcare_token_failures_total", &[], t.failures as f64);
+        t.failures as f64,
+    );
     if let Some(valid) = t.valid_for_seconds {
-        family(
+        single(
             o,
             "vectorcare_token_valid_seconds",
             "gauge",
             "Seconds the current access token stays valid.",
-        )
-        .sample("vectorcare_token_valid_seconds", &[], valid as f64);
+            valid as f64,
+        );
     }
 
     let mut f = family(
