@@ -14,17 +14,39 @@ pub struct Args {
     /// Configuration file.
     #[arg(long, short, env = "VECTORCARE_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
+    /// QA rigs: replace BLE and serial hardware with the simulated devices of this scenario
+    /// file (played in-process, again and again, until the gateway stops). MQTT devices of the
+    /// scenario are not played here: run `simulate --target mqtt://…` next to the gateway.
+    #[arg(long, value_name = "SCENARIO")]
+    pub simulate_devices: Option<PathBuf>,
+    /// With --simulate-devices: scenario time per real second (1 = real time, 60 = a minute
+    /// per second).
+    #[arg(long, default_value_t = 1.0, requires = "simulate_devices")]
+    pub simulate_speed: f64,
 }
 
 pub fn execute(args: Args) -> Outcome {
     let config = config::load(&args.config, std::env::vars())
         .map_err(|err| super::validate::config_failure(&args.config, &err))?;
+    let simulation = match &args.simulate_devices {
+        Some(path) => Some(SimulatedDevices::load(path, args.simulate_speed)?),
+        None => None,
+    };
     crate::telemetry::init(&config.log);
     crate::crypto::install_providers();
     let tokio = tokio_runtime()?;
     tokio.block_on(async {
         let queue = runtime::open_queue(&config).map_err(runtime_failure)?;
-        let hardware = Hardware::real(&config);
+        let mut hardware = Hardware::real(&config);
+        let devices_stop = Arc::new(tokio::sync::Notify::new());
+        let devices = match simulation {
+            Some(simulation) => {
+                let (simulated, play) = simulation.start(&hardware, devices_stop.clone()).await?;
+                hardware = simulated;
+                Some(play)
+            }
+            None => None,
+        };
         let observability = runtime::observability(&config, hardware.clock.clone())
             .await
             .map_err(runtime_failure)?;
@@ -37,18 +59,99 @@ pub fn execute(args: Args) -> Outcome {
                 }
             }
         };
-        let result = runtime::run(
+        let pipeline = runtime::run(
             &config,
             hardware,
             queue.clone(),
             Arc::new(NoObserver),
             observability,
             stop,
-        )
-        .await;
+        );
+        let result = match devices {
+            None => pipeline.await,
+            Some(play) => {
+                let stop_devices = async {
+                    let result = pipeline.await;
+                    devices_stop.notify_one();
+                    result
+                };
+                tokio::join!(stop_devices, play).0
+            }
+        };
         close_queue(queue);
         result.map(|_| ()).map_err(runtime_failure)
     })
+}
+
+/// `--simulate-devices`: a scenario's BLE and serial devices on hal's simulated hardware.
+struct SimulatedDevices {
+    scenario: crate::simulator::Scenario,
+    speed: f64,
+}
+
+impl SimulatedDevices {
+    fn load(path: &std::path::Path, speed: f64) -> Result<Self, Failure> {
+        use crate::simulator::scenario::ScenarioError;
+        if !(speed > 0.0 && speed.is_finite()) {
+            return Err(Failure::new(
+                exit::USAGE,
+                "--simulate-speed must be more than 0",
+            ));
+        }
+        let scenario = crate::simulator::load_file(path).map_err(|err| match err {
+            ScenarioError::Read { .. } => Failure::new(exit::USAGE, err.to_string()),
+            ScenarioError::Invalid(_) => {
+                Failure::new(exit::CONFIG, format!("{}: {err}", path.display()))
+            }
+        })?;
+        Ok(Self { scenario, speed })
+    }
+
+    /// Puts the devices in range (before the sources start scanning) and returns the hardware
+    /// to run on, plus the future that plays the scenario until `stop` is notified.
+    async fn start(
+        self,
+        real: &Hardware,
+        stop: Arc<tokio::sync::Notify>,
+    ) -> Result<(Hardware, impl Future<Output = ()> + use<>), Failure> {
+        use crate::simulator::Target;
+        use crate::simulator::engine::PlayOptions;
+        use crate::simulator::inprocess::InProcessTarget;
+        use vectorcare_hal::ble::simulated::SimulatedCentral;
+        use vectorcare_hal::serial::simulated::SimulatedOpener;
+
+        tracing::warn!(
+            devices = self.scenario.devices.len(),
+            "running on SIMULATED BLE and serial devices (--simulate-devices), not on this hub's hardware"
+        );
+        let central = SimulatedCentral::new();
+        let serial = SimulatedOpener::new();
+        let hardware = Hardware {
+            clock: real.clock.clone(),
+            ble: runtime::BleHardware::Simulated(central.clone()),
+            serial: Arc::new(serial.clone()),
+        };
+        let mut target = InProcessTarget::new(central, serial);
+        target
+            .start(&self.scenario)
+            .await
+            .map_err(|err| Failure::new(exit::SOFTWARE, format!("simulated devices: {err}")))?;
+        let play = async move {
+            let options = PlayOptions {
+                seed: None,
+                speed: self.speed,
+                start: None,
+                repeat: true,
+            };
+            let stopped = stop.notified();
+            if let Err(err) =
+                crate::simulator::play(&self.scenario, &mut target, options, stopped).await
+            {
+                tracing::warn!(error = %err, "the simulated devices stopped");
+            }
+        };
+        Ok((hardware, play))
+    }
 }
 
 /// A multi-threaded runtime with two workers: enough for a Pi-class hub, small in memory.
