@@ -82,7 +82,8 @@ start_offset_seconds = 7
 
 /// BLE devices played inside the gateway. A fixed start and seed make every incarnation replay
 /// the same measurements and stored records (same sequence numbers, same device times), the
-/// way a real meter still holds its records when the hub loses power.
+/// way a real meter still holds its records when the hub loses power. The meter keeps its
+/// measurements as records (RACP) and drops its link every 30 s so the gateway fetches them.
 const BLE_SCENARIO: &str = r#"
 [scenario]
 name = "kill9-ble"
@@ -95,20 +96,75 @@ name = "cuff"
 transport = "ble"
 profile = "blood_pressure"
 address = "C0:FF:EE:10:00:01"
-interval_seconds = 60
+interval_seconds = 20
 
 [[devices]]
 name = "meter"
 transport = "ble"
 profile = "glucose"
 address = "C0:FF:EE:08:00:01"
-interval_seconds = 90
-start_offset_seconds = 30
+interval_seconds = 20
+start_offset_seconds = 10
 
 [[devices.faults]]
 at_seconds = 0
 kind = "stored_records"
 count = 5
+
+[[devices.faults]]
+at_seconds = 25
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 55
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 85
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 115
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 145
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 175
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 235
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 295
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 355
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 415
+kind = "disconnect"
+duration_seconds = 3
+
+[[devices.faults]]
+at_seconds = 535
+kind = "disconnect"
+duration_seconds = 3
 "#;
 
 /// For the drain: no device of the configuration is in range any more.
@@ -282,7 +338,7 @@ fn kill9(kills: u32) {
     eprintln!(
         "kill9: Observations on server {}, distinct identifiers {}, duplicates {duplicates}, \
          missing MQTT {}, missing deleted-record {}; queue after drain {queue}; \
-         MQTT source {}",
+         uploader at the end {}",
         observations.len(),
         per_identifier.len(),
         mqtt_missing.len(),
