@@ -62,8 +62,11 @@ pub fn effective_time(reading: &Reading) -> (OffsetDateTime, TimeSource) {
         .assume_utc()
         .checked_sub(time::Duration::seconds(offset));
     match corrected {
+        // Within the jitter tolerance (whole-second clocks, an offset read once per connection)
+        // the device time stands, but never later than the receipt: a reading is never dated
+        // after the gateway's clock when it arrived.
         Some(t) if t <= received + time::Duration::seconds(FUTURE_TOLERANCE_SECONDS) => {
-            (t, TimeSource::DeviceCorrected)
+            (t.min(received), TimeSource::DeviceCorrected)
         }
         _ => (received, TimeSource::GatewayDeviceTimeInFuture),
     }
@@ -81,4 +84,36 @@ pub fn raw_device_time(t: &DeviceTime) -> String {
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year, t.month, t.day, t.hours, t.minutes, t.seconds
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fhir::examples::example_readings;
+
+    /// A device clock a little ahead of its measured offset (drift since the connection, or
+    /// whole-second truncation) must not date the reading after its receipt (issue #9, clock).
+    #[test]
+    fn corrected_time_within_the_tolerance_is_never_after_the_receipt() {
+        let mut reading = example_readings().remove(0).1;
+        let received = reading.received_at;
+        let ahead = received + time::Duration::seconds(30);
+        reading.device_time = Some(DeviceTime {
+            year: ahead.year() as u16,
+            month: ahead.month() as u8,
+            day: ahead.day(),
+            hours: ahead.hour(),
+            minutes: ahead.minute(),
+            seconds: ahead.second(),
+        });
+        reading.status.clear();
+        reading.clock.device_offset_seconds = Some(0);
+        let (effective, source) = effective_time(&reading);
+        assert_eq!(source, TimeSource::DeviceCorrected);
+        assert_eq!(effective, received, "dated after its receipt");
+        // Behind the receipt: the device time stands as it is.
+        reading.clock.device_offset_seconds = Some(60);
+        let (effective, _) = effective_time(&reading);
+        assert_eq!(effective, received - time::Duration::seconds(30));
+    }
 }
