@@ -193,8 +193,9 @@ fn kill9_two_hundred_times_loses_and_duplicates_nothing() {
     kill9(200);
 }
 
-/// The broker's copy of every message it accepted on the devices' topics.
-type Witnessed = Arc<Mutex<BTreeSet<(String, Vec<u8>)>>>;
+/// The broker's copy of every message it accepted on the devices' topics, with when the
+/// witness first saw it (ms since the rig's epoch, the time base of its `gateway.log`).
+type Witnessed = Arc<Mutex<BTreeMap<(String, Vec<u8>), u128>>>;
 
 fn kill9(kills: u32) {
     let seed = seed_from_env("KILL9_SEED");
@@ -244,7 +245,7 @@ fn kill9(kills: u32) {
     gw.start();
     wait_for_log(&mut gw, "mqtt connected");
     let witnessed: Witnessed = Arc::default();
-    tokio.block_on(witness(&tokio, broker.port, witnessed.clone()));
+    tokio.block_on(witness(&tokio, broker.port, witnessed.clone(), gw.epoch()));
     let mut publisher = Command::new(gateway_binary())
         .args(["simulate", "--scenario"])
         .arg(&mqtt_scenario)
@@ -284,7 +285,12 @@ fn kill9(kills: u32) {
     // The MQTT identifiers the server must hold, from the broker's copies.
     let config = vectorcare_gateway::config::load(&gw.config_path, std::iter::empty())
         .expect("the rig's config is valid");
-    let witnessed: Vec<(String, Vec<u8>)> = witnessed.lock().expect("lock").iter().cloned().collect();
+    let witnessed: Vec<((String, Vec<u8>), u128)> = witnessed
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
     let expected_mqtt = mqtt_identifiers(&config, &witnessed);
 
     // Drain: the queue empty and every witnessed message on the server (bounded wait).
@@ -295,7 +301,10 @@ fn kill9(kills: u32) {
         observations = tokio.block_on(all_observations(&peers.fhir_base, &token));
         let held: BTreeSet<&str> = observations.iter().map(|o| o.identifier.as_str()).collect();
         let depth = gw.status()["queue"]["depth"].as_u64().unwrap_or(u64::MAX);
-        let mqtt_missing = expected_mqtt.iter().filter(|i| !held.contains(i.as_str())).count();
+        let mqtt_missing = expected_mqtt
+            .keys()
+            .filter(|i| !held.contains(i.as_str()))
+            .count();
         if (depth == 0 && mqtt_missing == 0) || Instant::now() > deadline {
             break;
         }
@@ -312,9 +321,9 @@ fn kill9(kills: u32) {
         *per_identifier.entry(o.identifier.as_str()).or_default() += 1;
     }
     let duplicates: u32 = per_identifier.values().map(|n| n - 1).sum();
-    let mqtt_missing: Vec<&String> = expected_mqtt
+    let mqtt_missing: Vec<(&String, &u128)> = expected_mqtt
         .iter()
-        .filter(|i| !per_identifier.contains_key(i.as_str()))
+        .filter(|(i, _)| !per_identifier.contains_key(i.as_str()))
         .collect();
     let confirmed = confirmed_progress(&gw, METER);
     let glucose = glucose_sequences(&observations);
@@ -346,10 +355,17 @@ fn kill9(kills: u32) {
         status["upload"]
     );
 
+    if duplicates > 0 || !mqtt_missing.is_empty() || !racp_missing.is_empty() {
+        eprintln!(
+            "kill9: FAILED: config, state and every incarnation's log (gateway.log) kept in {}",
+            gw.keep_files().display()
+        );
+    }
     assert_eq!(duplicates, 0, "an identifier is held by several Observations");
     assert!(
         mqtt_missing.is_empty(),
-        "broker-acknowledged MQTT readings missing on the server: {mqtt_missing:?}"
+        "broker-acknowledged MQTT readings missing on the server (identifier, witnessed at ms): \
+         {mqtt_missing:?}"
     );
     assert!(
         racp_missing.is_empty(),
@@ -398,7 +414,7 @@ fn wait_for_log(gw: &mut GatewayProcess, needle: &str) {
 
 /// A subscriber with its own persistent session on the devices' topics: after its SUBACK,
 /// every message the broker accepts there is queued for it, whatever the gateway does.
-async fn witness(tokio: &tokio::runtime::Runtime, port: u16, seen: Witnessed) {
+async fn witness(tokio: &tokio::runtime::Runtime, port: u16, seen: Witnessed, epoch: Instant) {
     let mut opts = MqttOptions::new("kill9-witness", "127.0.0.1", port);
     opts.set_clean_session(false);
     opts.set_keep_alive(Duration::from_secs(30));
@@ -421,7 +437,8 @@ async fn witness(tokio: &tokio::runtime::Runtime, port: u16, seen: Witnessed) {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     seen.lock()
                         .expect("lock")
-                        .insert((p.topic.clone(), p.payload.to_vec()));
+                        .entry((p.topic.clone(), p.payload.to_vec()))
+                        .or_insert_with(|| epoch.elapsed().as_millis());
                 }
                 Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -454,16 +471,16 @@ fn stop_publisher(publisher: &mut Child) -> u64 {
         .unwrap_or_else(|| panic!("no acknowledged count in the publisher's output:\n{stdout}"))
 }
 
-/// The Observation identifiers the gateway gives these MQTT messages: its own decoder and
-/// mapper with its own configuration.
+/// The Observation identifiers the gateway gives these MQTT messages (its own decoder and
+/// mapper with its own configuration), with when each message was witnessed.
 fn mqtt_identifiers(
     config: &vectorcare_gateway::config::Config,
-    messages: &[(String, Vec<u8>)],
-) -> BTreeSet<String> {
+    messages: &[((String, Vec<u8>), u128)],
+) -> BTreeMap<String, u128> {
     let mqtt = config.sources.mqtt.as_ref().expect("mqtt configured");
     let context = vectorcare_gateway::runtime::build::map_context(config);
-    let mut identifiers = BTreeSet::new();
-    for (topic, payload) in messages {
+    let mut identifiers = BTreeMap::new();
+    for ((topic, payload), seen_ms) in messages {
         let (topic_cfg, device_id) = mqtt
             .topics
             .iter()
@@ -492,7 +509,7 @@ fn mqtt_identifiers(
                 "vitals payloads carry their time (identifier independent of arrival)"
             );
             let unit = vectorcare_gateway::fhir::map_reading(&reading, &context).expect("map");
-            identifiers.insert(unit.identifier().value.clone());
+            identifiers.insert(unit.identifier().value.clone(), *seen_ms);
         }
     }
     identifiers
@@ -519,12 +536,15 @@ struct ServerObservation {
     glucose: bool,
 }
 
-/// Every Observation on the server (Medplum search, following `next` links).
+/// Every Observation on the server. Medplum's in-memory repository answers a search with
+/// `total` and the `_offset`/`_count` slice of its insertion order, without `next` links, so
+/// the pages are walked by offset until `total` is reached.
 async fn all_observations(fhir_base: &str, token: &str) -> Vec<ServerObservation> {
+    const PAGE: usize = 500;
     let http = reqwest::Client::new();
-    let mut url = format!("{fhir_base}/Observation?_count=500");
     let mut out = Vec::new();
     loop {
+        let url = format!("{fhir_base}/Observation?_count={PAGE}&_offset={}", out.len());
         let bundle: Value = http
             .get(&url)
             .bearer_auth(token)
@@ -535,19 +555,20 @@ async fn all_observations(fhir_base: &str, token: &str) -> Vec<ServerObservation
             .await
             .expect("searchset");
         assert_eq!(bundle["resourceType"], "Bundle", "{bundle}");
-        for entry in bundle["entry"].as_array().into_iter().flatten() {
+        let total = bundle["total"].as_u64().expect("searchset total") as usize;
+        let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+        for entry in &entries {
             out.push(server_observation(&entry["resource"]));
         }
-        let next = bundle["link"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|l| l["relation"] == "next")
-            .and_then(|l| l["url"].as_str());
-        match next {
-            Some(next) => url = next.to_owned(),
-            None => return out,
+        if out.len() >= total {
+            assert_eq!(out.len(), total, "paging overshot the total");
+            return out;
         }
+        assert!(
+            !entries.is_empty(),
+            "empty page at offset {} of {total}",
+            out.len()
+        );
     }
 }
 

@@ -152,7 +152,13 @@ impl GatewaySpec {
 /// One gateway: its files, and the running incarnation (if any).
 pub struct GatewayProcess {
     pub spec: GatewaySpec,
-    dir: tempfile::TempDir,
+    /// `None` once [`GatewayProcess::keep_files`] kept it.
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    /// Every incarnation's log lines, prefixed with the incarnation and the time since the
+    /// rig was made (`<dir>/gateway.log`, for post-mortems).
+    log_file: Arc<Mutex<std::fs::File>>,
+    epoch: Instant,
     pub config_path: PathBuf,
     pub state_dir: PathBuf,
     child: Option<Child>,
@@ -168,9 +174,13 @@ impl GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let state_dir = dir.path().join("state");
         let config_path = dir.path().join("gateway.toml");
+        let log_file = std::fs::File::create(dir.path().join("gateway.log")).expect("log file");
         let mut gw = Self {
             spec,
-            dir,
+            path: dir.path().to_owned(),
+            dir: Some(dir),
+            log_file: Arc::new(Mutex::new(log_file)),
+            epoch: Instant::now(),
             config_path,
             state_dir,
             child: None,
@@ -189,7 +199,27 @@ impl GatewayProcess {
 
     /// The rig's temp dir (config, state; a good place for scenario files).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.path
+    }
+
+    /// When the rig was made: the zero of `gateway.log`'s times.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    /// Keeps the rig's directory (config, state, `gateway.log`) after the test, for a
+    /// post-mortem; returns its path.
+    pub fn keep_files(&mut self) -> PathBuf {
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.keep();
+        }
+        self.path.clone()
+    }
+
+    /// A line in `gateway.log` from the rig itself (starts, kills).
+    pub fn note(&self, what: &str) {
+        let ms = self.epoch.elapsed().as_millis();
+        let _ = writeln!(self.log_file.lock().expect("log lock"), "[rig +{ms}ms] {what}");
     }
 
     /// Spawns `run` on the same config and state dir. Returns at once: use
@@ -219,14 +249,21 @@ impl GatewayProcess {
         self.log = log.clone();
         let echo = self.spec.echo_log;
         let incarnation = self.starts;
+        let (file, epoch) = (self.log_file.clone(), self.epoch);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if echo {
                     eprintln!("[gw#{incarnation}] {line}");
                 }
+                let ms = epoch.elapsed().as_millis();
+                let _ = writeln!(
+                    file.lock().expect("log lock"),
+                    "[#{incarnation} +{ms}ms] {line}"
+                );
                 log.lock().expect("log lock").push(line);
             }
         });
+        self.note(&format!("started #{incarnation}, pid {}", child.id()));
         self.child = Some(child);
         self.starts += 1;
     }
@@ -245,9 +282,12 @@ impl GatewayProcess {
     /// Sends `signal` to the process by PID and waits for it to end.
     pub fn kill(&mut self, signal: libc::c_int) -> ExitStatus {
         let mut child = self.child.take().expect("the gateway is not running");
+        self.note(&format!("signal {signal} to #{}, pid {}", self.starts - 1, child.id()));
         // SAFETY: signalling our own child, which has not been reaped yet (its PID is ours).
         unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-        child.wait().expect("wait for the gateway")
+        let status = child.wait().expect("wait for the gateway");
+        self.note(&format!("#{} ended: {status}", self.starts - 1));
+        status
     }
 
     /// SIGTERM and wait: the graceful stop systemd does.
