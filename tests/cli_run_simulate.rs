@@ -157,5 +157,8 @@ fn a_short_run_on_simulated_devices_queues_readings() {
     assert!(stats.status.success(), "{}", text(&stats));
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("json");
     let depth = stats["depth"].as_u64().expect("depth");
-    assert!(depth >= 3, "readings queued by a 3 s run at speed 60: {stats}");
+    assert!(
+        depth >= 3,
+        "readings queued by a 3 s run at speed 60: {stats}"
+    );
 }

@@ -225,7 +225,10 @@ impl Seen {
             .values()
             .filter(|(effective, seen, _)| effective > seen)
             .map(|(effective, seen, r)| {
-                format!("effective {effective} > clock {seen}: {}", r["code"]["text"])
+                format!(
+                    "effective {effective} > clock {seen}: {}",
+                    r["code"]["text"]
+                )
             })
             .collect()
     }
@@ -280,9 +283,16 @@ async fn unsynchronised_start_and_wall_jumps_sign_nothing_early_and_date_nothing
     // 1. Unsynchronised: readings are queued, nothing is signed or sent.
     watch(&gw, &mut seen, Duration::from_secs(4)).await;
     let queued_unsynced = gw.depth();
-    assert_eq!(gw.token_requests(), 0, "a token was requested while unsynchronised");
+    assert_eq!(
+        gw.token_requests(),
+        0,
+        "a token was requested while unsynchronised"
+    );
     assert!(seen.first_seen.is_empty(), "uploaded while unsynchronised");
-    assert!(queued_unsynced > 0, "no reading was queued while unsynchronised");
+    assert!(
+        queued_unsynced > 0,
+        "no reading was queued while unsynchronised"
+    );
 
     // 2. NTP synchronises: the clock jumps three days forward; the backlog goes up.
     gw.clock.set_offset_ms(0);
@@ -344,7 +354,10 @@ async fn unsynchronised_start_and_wall_jumps_sign_nothing_early_and_date_nothing
         gw.token_requests(),
         future.len()
     );
-    assert!(future.is_empty(), "readings dated in the future: {future:#?}");
+    assert!(
+        future.is_empty(),
+        "readings dated in the future: {future:#?}"
+    );
     gw.shutdown().await;
 }
 
@@ -402,4 +415,3 @@ async fn retry_waits_ignore_wall_clock_jumps() {
     }
     gw.shutdown().await;
 }
-

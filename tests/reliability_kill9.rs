@@ -259,10 +259,9 @@ fn kill9(kills: u32) {
 
     let started = Instant::now();
     for kill in 1..=kills {
-        std::thread::sleep(rng.duration_between(
-            Duration::from_millis(300),
-            Duration::from_millis(2500),
-        ));
+        std::thread::sleep(
+            rng.duration_between(Duration::from_millis(300), Duration::from_millis(2500)),
+        );
         assert!(
             gw.is_running(),
             "the gateway died by itself before kill {kill}:\n{}",
@@ -312,7 +311,11 @@ fn kill9(kills: u32) {
     }
     let status = gw.status();
     let exit = gw.stop();
-    assert!(exit.success(), "graceful stop: {exit:?}\n{}", gw.log().join("\n"));
+    assert!(
+        exit.success(),
+        "graceful stop: {exit:?}\n{}",
+        gw.log().join("\n")
+    );
     let queue = gw.queue_stats();
 
     // Counts.
@@ -361,7 +364,10 @@ fn kill9(kills: u32) {
             gw.keep_files().display()
         );
     }
-    assert_eq!(duplicates, 0, "an identifier is held by several Observations");
+    assert_eq!(
+        duplicates, 0,
+        "an identifier is held by several Observations"
+    );
     assert!(
         mqtt_missing.is_empty(),
         "broker-acknowledged MQTT readings missing on the server (identifier, witnessed at ms): \
@@ -402,7 +408,11 @@ fn kill9(kills: u32) {
 fn wait_for_log(gw: &mut GatewayProcess, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !gw.log().iter().any(|l| l.contains(needle)) {
-        assert!(gw.is_running(), "the gateway exited:\n{}", gw.log().join("\n"));
+        assert!(
+            gw.is_running(),
+            "the gateway exited:\n{}",
+            gw.log().join("\n")
+        );
         assert!(
             Instant::now() < deadline,
             "no {needle:?} in the log:\n{}",
@@ -544,7 +554,10 @@ async fn all_observations(fhir_base: &str, token: &str) -> Vec<ServerObservation
     let http = reqwest::Client::new();
     let mut out = Vec::new();
     loop {
-        let url = format!("{fhir_base}/Observation?_count={PAGE}&_offset={}", out.len());
+        let url = format!(
+            "{fhir_base}/Observation?_count={PAGE}&_offset={}",
+            out.len()
+        );
         let bundle: Value = http
             .get(&url)
             .bearer_auth(token)

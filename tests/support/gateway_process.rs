@@ -219,7 +219,10 @@ impl GatewayProcess {
     /// A line in `gateway.log` from the rig itself (starts, kills).
     pub fn note(&self, what: &str) {
         let ms = self.epoch.elapsed().as_millis();
-        let _ = writeln!(self.log_file.lock().expect("log lock"), "[rig +{ms}ms] {what}");
+        let _ = writeln!(
+            self.log_file.lock().expect("log lock"),
+            "[rig +{ms}ms] {what}"
+        );
     }
 
     /// Spawns `run` on the same config and state dir. Returns at once: use
@@ -282,7 +285,11 @@ impl GatewayProcess {
     /// Sends `signal` to the process by PID and waits for it to end.
     pub fn kill(&mut self, signal: libc::c_int) -> ExitStatus {
         let mut child = self.child.take().expect("the gateway is not running");
-        self.note(&format!("signal {signal} to #{}, pid {}", self.starts - 1, child.id()));
+        self.note(&format!(
+            "signal {signal} to #{}, pid {}",
+            self.starts - 1,
+            child.id()
+        ));
         // SAFETY: signalling our own child, which has not been reaped yet (its PID is ours).
         unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         let status = child.wait().expect("wait for the gateway");
@@ -333,7 +340,10 @@ impl GatewayProcess {
     /// `vectorcare-gateway queue --data-dir <state> stats --json` (the gateway must be stopped:
     /// the queue is locked while it runs).
     pub fn queue_stats(&self) -> Value {
-        assert!(self.child.is_none(), "stop the gateway before `queue stats`");
+        assert!(
+            self.child.is_none(),
+            "stop the gateway before `queue stats`"
+        );
         let out = Command::new(gateway_binary())
             .args(["queue", "--data-dir"])
             .arg(&self.state_dir)
