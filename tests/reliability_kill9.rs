@@ -12,6 +12,7 @@
 //!   persistent session; a superset of the PUBACKs the publisher received) is on the server;
 //! - BLE stored records: every record the meter may have deleted (sequence ≤ the persisted
 //!   server-confirmed progress the delete is based on) is on the server.
+//!
 //! docs/RELIABILITY.md, "Kill -9", defines "acknowledged" per source.
 //!
 //! Short: `cargo test --test reliability_kill9` (20 kills). Long (200 kills):
