@@ -53,6 +53,7 @@ const CLIENT_ID: &str = "gw-kill9";
 const TOPIC_FILTER: &str = "k9/+/vitals";
 const METER: &str = "C0:FF:EE:08:00:01";
 const CUFF: &str = "C0:FF:EE:10:00:01";
+const STRAP: &str = "C0:FF:EE:0D:00:01";
 
 /// MQTT devices publishing the vitals JSON (every payload carries its device time, so its
 /// Observation identifier does not depend on when the gateway received it).
@@ -85,6 +86,8 @@ start_offset_seconds = 7
 /// the same measurements and stored records (same sequence numbers, same device times), the
 /// way a real meter still holds its records when the hub loses power. The meter keeps its
 /// measurements as records (RACP) and drops its link every 30 s so the gateway fetches them.
+/// The heart-rate strap sends no timestamp: its readings are dated (and identified) by the
+/// gateway's receipt, so they are new in every incarnation and the BLE stream keeps growing.
 const BLE_SCENARIO: &str = r#"
 [scenario]
 name = "kill9-ble"
@@ -98,6 +101,13 @@ transport = "ble"
 profile = "blood_pressure"
 address = "C0:FF:EE:10:00:01"
 interval_seconds = 20
+
+[[devices]]
+name = "strap"
+transport = "ble"
+profile = "heart_rate"
+address = "C0:FF:EE:0D:00:01"
+interval_seconds = 30
 
 [[devices]]
 name = "meter"
@@ -228,7 +238,13 @@ fn kill9(kills: u32) {
             address: METER.into(),
             delete_after_upload: true,
         },
+        BleDeviceSpec {
+            address: STRAP.into(),
+            delete_after_upload: false,
+        },
     ];
+    // RACP responses (report = op code 1, delete = 2) are logged at debug.
+    spec.log_level = "info,vectorcare_gateway::sources::ble::session=debug".into();
     spec.echo_log = std::env::var_os("KILL9_ECHO_LOG").is_some();
     let mut gw = GatewayProcess::new(spec);
     let scenario = |name: &str, text: &str| {
@@ -335,6 +351,11 @@ fn kill9(kills: u32) {
         .filter(|s| !glucose.contains_key(s))
         .collect();
     let ble_observations = observations.iter().filter(|o| o.ble).count();
+    let racp_deletes = std::fs::read_to_string(gw.dir().join("gateway.log"))
+        .expect("gateway.log")
+        .lines()
+        .filter(|l| l.contains("request_op_code=2 code=Success"))
+        .count();
     eprintln!(
         "kill9: seed {seed}, {kills} SIGKILLs in {:.1} s ({} incarnations)",
         kill_phase.as_secs_f64(),
@@ -343,7 +364,7 @@ fn kill9(kills: u32) {
     eprintln!(
         "kill9: MQTT published+PUBACKed {published_acked}, accepted by the broker {} \
          ({} readings); BLE Observations on server {ble_observations} (glucose records: {}, \
-         confirmed up to sequence {confirmed:?})",
+         confirmed up to sequence {confirmed:?}, RACP deletes done by the meter: {racp_deletes})",
         witnessed.len(),
         expected_mqtt.len(),
         glucose.len()
@@ -404,6 +425,7 @@ fn kill9(kills: u32) {
         confirmed.is_some_and(|c| c >= 5),
         "the meter's stored records were never confirmed: {confirmed:?}"
     );
+    assert!(racp_deletes > 0, "the meter never deleted a record");
 }
 
 fn wait_for_log(gw: &mut GatewayProcess, needle: &str) {
