@@ -2,7 +2,7 @@
 //! runtime exactly as `run --simulate-devices` builds it (simulated BLE devices on hal's
 //! in-process central, a real sled queue, the real uploader) but on hal's `SimulatedClock`,
 //! which the test starts unsynchronised and three days behind, then synchronises, jumps a day
-//! forward, steps back a day and loses synchronisation again. The FHIR + SMART token test double
+//! forward, steps back a day and then 30 s more, and loses synchronisation again. The FHIR + SMART token test double
 //! counts every token request.
 //!
 //! - no client assertion is signed while the clock is unsynchronised (token requests at the
@@ -325,6 +325,14 @@ async fn unsynchronised_start_and_wall_jumps_sign_nothing_early_and_date_nothing
     watch_until(&gw, &mut seen, "the queue to drain", |gw| gw.depth() == 0).await;
     gw.clock.set_offset_ms(0);
     watch(&gw, &mut seen, Duration::from_secs(4)).await;
+
+    // 4b. A small step back (30 s, as NTP steps a clock that ran ahead): the cuff's clock
+    //     offset, read at connection, is now 30 s stale, so its corrected times lie up to 30 s
+    //     after the receipt — inside the 60 s jitter tolerance. They must still not be dated
+    //     after the gateway's clock.
+    watch_until(&gw, &mut seen, "the queue to drain", |gw| gw.depth() == 0).await;
+    gw.clock.set_offset_ms(-30_000);
+    watch(&gw, &mut seen, Duration::from_secs(5)).await;
 
     // 5. Synchronisation is lost and the token expires: nothing is signed, readings wait.
     watch_until(&gw, &mut seen, "the queue to drain", |gw| gw.depth() == 0).await;
