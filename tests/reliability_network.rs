@@ -36,8 +36,9 @@ use rand::seq::{IndexedRandom, SliceRandom};
 const BACKOFF_BASE: Duration = Duration::from_millis(500);
 const BACKOFF_CAP: Duration = Duration::from_secs(4);
 const TOKEN_TTL_SECONDS: u64 = 20;
-/// Scheduling slack on a busy 2-core machine, added to each backoff ceiling.
-const GAP_SLACK: Duration = Duration::from_millis(700);
+/// Scheduling slack on a busy 2-core machine (a debug build among other builds), added to each
+/// backoff ceiling: a gap is the drawn wait plus the time to make the next try.
+const GAP_SLACK: Duration = Duration::from_millis(1500);
 /// A gateway that is waiting must not burn more than this share of one core.
 const MAX_DOWN_CPU_SHARE: f64 = 0.10;
 
@@ -181,8 +182,7 @@ impl Run<'_> {
                         status: 401,
                         retry_after: None,
                         headers: Vec::new(),
-                        body: r#"{"error":"invalid_client","error_description":"injected"}"#
-                            .into(),
+                        body: r#"{"error":"invalid_client","error_description":"injected"}"#.into(),
                     },
                 ]);
                 // A 401 from the FHIR server makes the gateway ask for a token now.
@@ -215,6 +215,11 @@ impl Run<'_> {
         let cpu = self.gateway.cpu_time() - cpu_before;
         let seconds = wall.elapsed().as_secs_f64();
         let ended = s.fhir.now();
+        // The uploader's own failure count: more failures than tries seen means the outage
+        // began while it was already backing off, so the backoff steps start higher.
+        let failures = self.status()["upload"]["consecutive_failures"]
+            .as_u64()
+            .unwrap_or(0) as usize;
         s.set_mode(Mode::PassThrough);
         let tries: Vec<Duration> = s
             .events()
@@ -222,10 +227,11 @@ impl Run<'_> {
             .filter(|e| e.at >= started && e.at <= ended && e.is_attempt())
             .map(|e| e.at)
             .collect();
+        let offset = failures.saturating_sub(tries.len());
         let gaps = tries
             .windows(2)
             .enumerate()
-            .map(|(n, w)| (w[1] - w[0], ceiling(n)))
+            .map(|(n, w)| (w[1] - w[0], ceiling(n + offset)))
             .collect();
         let outage = Outage {
             seconds,
@@ -233,7 +239,7 @@ impl Run<'_> {
             gaps,
         };
         eprintln!(
-            "  outage {:.1}s: {} tries, gateway CPU {:.3}s = {:.2}% of a core; gaps (gap/ceiling): {}",
+            "  outage {:.1}s: {} tries ({failures} failures counted by the uploader), gateway CPU {:.3}s = {:.2}% of a core; gaps (gap/ceiling): {}",
             outage.seconds,
             tries.len(),
             cpu.as_secs_f64(),
@@ -323,7 +329,11 @@ fn run(total: Duration, down_for: Duration, seed: u64) {
         run.apply(phase);
     }
     let outages = std::mem::take(&mut run.outages);
-    assert!(gateway.alive(), "the gateway exited; log:\n{}", gateway.log_tail());
+    assert!(
+        gateway.alive(),
+        "the gateway exited; log:\n{}",
+        gateway.log_tail()
+    );
 
     // Drain: the devices stop after `generate_for`; wait for the queue to empty and the
     // server to hold every reading the gateway queued.
@@ -333,7 +343,12 @@ fn run(total: Duration, down_for: Duration, seed: u64) {
         || {
             let status = gateway.status()?;
             let stored = readings_stored(&status);
-            let on_server = servers.counts().by_subject.get(&patient).copied().unwrap_or(0);
+            let on_server = servers
+                .counts()
+                .by_subject
+                .get(&patient)
+                .copied()
+                .unwrap_or(0);
             let generating = started.elapsed() < Duration::from_secs(generate_for + 5);
             (!generating && status["queue"]["depth"].as_u64() == Some(0) && stored == on_server)
                 .then_some((status, stored))
@@ -345,7 +360,11 @@ fn run(total: Duration, down_for: Duration, seed: u64) {
     let Some((status, stored)) = settled else {
         panic!(
             "not everything was delivered: server {counts:?}, gateway status {:?}\nlog:\n{}",
-            status.map(|s| (s["readings"].clone(), s["queue"].clone(), s["upload"].clone())),
+            status.map(|s| (
+                s["readings"].clone(),
+                s["queue"].clone(),
+                s["upload"].clone()
+            )),
             gateway.log_tail()
         );
     };
@@ -403,7 +422,10 @@ fn run(total: Duration, down_for: Duration, seed: u64) {
 
     // ---- delivery: everything queued is on the server, once ----
     assert!(stored > 0);
-    assert_eq!(counts.duplicated, 0, "an identifier is held twice: {counts:?}");
+    assert_eq!(
+        counts.duplicated, 0,
+        "an identifier is held twice: {counts:?}"
+    );
     assert_eq!(counts.observations, counts.identifiers, "{counts:?}");
     assert_eq!(counts.by_subject.get(&patient).copied(), Some(stored));
     assert_eq!(status["upload"]["dead_letters"].as_u64(), Some(0));
@@ -474,5 +496,9 @@ fn network_faults_short() {
 #[test]
 #[ignore = "30 minutes: cargo test --test reliability_network -- --ignored --nocapture"]
 fn network_faults_long() {
-    run(Duration::from_secs(30 * 60), Duration::from_secs(60), seed());
+    run(
+        Duration::from_secs(30 * 60),
+        Duration::from_secs(60),
+        seed(),
+    );
 }

@@ -149,12 +149,8 @@ impl Servers {
     }
 
     pub fn counts(&self) -> ServerCounts {
-        let (status, body) = http(
-            "GET",
-            &format!("{}/observations", self.peers.control),
-            None,
-        )
-        .expect("control: observations");
+        let (status, body) = http("GET", &format!("{}/observations", self.peers.control), None)
+            .expect("control: observations");
         assert_eq!(status, 200, "{body}");
         let v: Value = serde_json::from_str(&body).expect("observations json");
         ServerCounts {
@@ -185,8 +181,8 @@ impl Servers {
     }
 
     pub fn peer_stats(&self) -> Value {
-        let (_, body) = http("GET", &format!("{}/stats", self.peers.control), None)
-            .expect("control: stats");
+        let (_, body) =
+            http("GET", &format!("{}/stats", self.peers.control), None).expect("control: stats");
         serde_json::from_str(&body).expect("stats json")
     }
 }
@@ -200,9 +196,8 @@ pub fn finite_scenario(
     stop_after_seconds: u64,
     seed: u64,
 ) -> String {
-    let mut text = format!(
-        "[scenario]\nname = \"netfaults\"\nseed = {seed}\nduration_seconds = 2592000\n"
-    );
+    let mut text =
+        format!("[scenario]\nname = \"netfaults\"\nseed = {seed}\nduration_seconds = 2592000\n");
     for (i, (name, profile, address)) in devices.iter().enumerate() {
         text.push_str(&format!(
             "\n[[devices]]\nname = \"{name}\"\ntransport = \"ble\"\nprofile = \"{profile}\"\n\
