@@ -216,8 +216,9 @@ pub fn finite_scenario(
 pub struct GatewaySpec {
     pub id: String,
     pub patient: String,
-    /// Scenario TOML text (see [`finite_scenario`]).
-    pub scenario: String,
+    /// Scenario TOML text (see [`finite_scenario`]) played with `--simulate-devices`; `None`
+    /// runs without simulated devices (e.g. only an MQTT source).
+    pub scenario: Option<String>,
     /// BLE addresses the config lists (those of the scenario).
     pub addresses: Vec<String>,
     pub simulate_speed: f64,
@@ -234,7 +235,7 @@ impl GatewaySpec {
         Self {
             id: id.to_owned(),
             patient: format!("Patient/{id}"),
-            scenario,
+            scenario: Some(scenario),
             addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
             simulate_speed: 1.0,
             upload_extra: String::new(),
@@ -268,13 +269,17 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| dir.path().join("state"));
         let status_port = free_port();
-        let scenario_path = dir.path().join("scenario.toml");
-        std::fs::write(&scenario_path, &spec.scenario).expect("write scenario");
-        let devices: String = spec
+        let mut devices: String = spec
             .addresses
             .iter()
             .map(|a| format!("[[sources.ble.devices]]\naddress = \"{a}\"\n"))
             .collect();
+        if !devices.is_empty() {
+            devices.insert_str(
+                0,
+                "[sources.ble]\nbackoff_initial_seconds = 1\nbackoff_max_seconds = 2\n\n",
+            );
+        }
         let config = format!(
             r#"[gateway]
 id = "{id}"
@@ -305,10 +310,6 @@ config_error_backoff_seconds = 5
 token_refresh_margin_seconds = 2
 {upload_extra}
 
-[sources.ble]
-backoff_initial_seconds = 1
-backoff_max_seconds = 2
-
 {devices}
 {extra}
 "#,
@@ -326,14 +327,18 @@ backoff_max_seconds = 2
         std::fs::write(&config_path, config).expect("write config");
         let log_path = dir.path().join("gateway.log");
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(binary())
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--simulate-devices")
-            .arg(&scenario_path)
-            .arg("--simulate-speed")
-            .arg(spec.simulate_speed.to_string())
+        let mut command = Command::new(binary());
+        command.arg("run").arg("--config").arg(&config_path);
+        if let Some(scenario) = &spec.scenario {
+            let scenario_path = dir.path().join("scenario.toml");
+            std::fs::write(&scenario_path, scenario).expect("write scenario");
+            command
+                .arg("--simulate-devices")
+                .arg(&scenario_path)
+                .arg("--simulate-speed")
+                .arg(spec.simulate_speed.to_string());
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
