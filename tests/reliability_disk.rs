@@ -202,9 +202,13 @@ fn full_disk_refuses_visibly_and_recovers_by_itself() {
         status["queue"]["full"].as_str().map(str::to_owned)
     });
     std::thread::sleep(Duration::from_secs(3));
-    let status_full = gateway
-        .status()
-        .expect("/status answers while the disk is full");
+    let Some(status_full) = gateway.status() else {
+        panic!(
+            "/status does not answer while the disk is full (alive: {}); log:\n{}",
+            gateway.alive(),
+            gateway.log_tail()
+        );
+    };
     let stored_full = readings_stored(&status_full);
     let held_at_broker = publisher.store_count();
     let pending = publisher.published - stored_full;
