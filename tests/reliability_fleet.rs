@@ -222,9 +222,11 @@ fn fleet_outage_long() {
         warm_up: Duration::from_secs(60),
         steady: Duration::from_secs(60),
         outage: Duration::from_secs(300),
-        recovery: Duration::from_secs(180),
+        // The shipped backoff (base 1 s, cap 300 s): probes after recovery spread over up
+        // to 300 s, so the window covers all of them.
+        recovery: Duration::from_secs(360),
         window: Duration::from_secs(10),
         backoff_base_ms: 1000,
-        backoff_cap_seconds: 60,
+        backoff_cap_seconds: 300,
     });
 }
