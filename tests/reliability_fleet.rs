@@ -24,7 +24,9 @@ mod node_peers;
 use std::time::Duration;
 
 use fault_proxy::Mode;
-use netfault_gateway::{Gateway, GatewaySpec, Servers, finite_scenario, readings_stored, wait_for};
+use netfault_gateway::{
+    Gateway, GatewaySpec, Servers, devices_quiet, finite_scenario, readings_stored, wait_for,
+};
 
 struct Fleet {
     gateways: usize,
@@ -112,14 +114,17 @@ fn run(fleet: Fleet) {
     let up_to = servers.fhir.now();
 
     // Drain: the devices stop; every gateway empties its queue.
-    let settled = wait_for(Duration::from_secs(180), || {
+    let settled = wait_for(Duration::from_secs(300), || {
         let counts = servers.counts();
         let mut pending = 0;
         for g in &gateways {
             let status = g.status()?;
             let stored = readings_stored(&status);
             let on_server = counts.by_subject.get(&g.patient).copied().unwrap_or(0);
-            if status["queue"]["depth"].as_u64() != Some(0) || stored != on_server {
+            if status["queue"]["depth"].as_u64() != Some(0)
+                || stored != on_server
+                || !devices_quiet(&status, 3 * fleet.interval_seconds)
+            {
                 pending += 1;
             }
         }
@@ -203,13 +208,15 @@ fn fleet_outage_short() {
     run(Fleet {
         gateways: 10,
         interval_seconds: 2,
-        warm_up: Duration::from_secs(15),
+        warm_up: Duration::from_secs(10),
         steady: Duration::from_secs(20),
         outage: Duration::from_secs(20),
-        recovery: Duration::from_secs(30),
+        recovery: Duration::from_secs(25),
         window: Duration::from_secs(5),
+        // Long enough that the probes after recovery spread (the 2x bound is a property of
+        // cap vs. backlog, see docs/RELIABILITY.md "Fleet"), short enough for a 20-s outage.
         backoff_base_ms: 1000,
-        backoff_cap_seconds: 8,
+        backoff_cap_seconds: 15,
     });
 }
 

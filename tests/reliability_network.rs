@@ -349,7 +349,8 @@ fn run(total: Duration, down_for: Duration, seed: u64) {
                 .get(&patient)
                 .copied()
                 .unwrap_or(0);
-            let generating = started.elapsed() < Duration::from_secs(generate_for + 5);
+            let generating = started.elapsed() < Duration::from_secs(generate_for + 5)
+                || !netfault_gateway::devices_quiet(&status, 6);
             (!generating && status["queue"]["depth"].as_u64() == Some(0) && stored == on_server)
                 .then_some((status, stored))
         },
@@ -501,4 +502,165 @@ fn network_faults_long() {
         Duration::from_secs(60),
         seed(),
     );
+}
+
+/// A tiny HTTP/1.1 server on a thread: answers every request on a kept-alive connection with a
+/// chunked 200 (the framing Node uses), so the proxy's relay and logging are checked alone.
+fn chunked_server() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut stream = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+                    if stream.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Sends one request on `stream` and reads the reply head + body (Content-Length or chunked,
+/// decoded); `None` when the connection is reset or closed instead.
+fn exchange(stream: &mut std::net::TcpStream, body: &str) -> Option<(u16, String, String)> {
+    use std::io::{Read, Write};
+    write!(
+        stream,
+        "POST /fhir HTTP/1.1\r\nhost: test\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, rest)) = text.split_once("\r\n\r\n") {
+            let status = head.split_whitespace().nth(1)?.parse().ok()?;
+            let lower = head.to_ascii_lowercase();
+            if lower.contains("transfer-encoding: chunked") && rest.ends_with("0\r\n\r\n") {
+                let decoded = rest
+                    .split("\r\n")
+                    .collect::<Vec<_>>()
+                    .chunks(2)
+                    .filter_map(|c| c.get(1).copied())
+                    .collect::<String>();
+                return Some((status, head.to_owned(), decoded));
+            }
+            if let Some(len) = lower
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                && rest.len() >= len
+            {
+                return Some((status, head.to_owned(), rest[..len].to_owned()));
+            }
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[test]
+fn fault_proxy_relays_injects_refuses_and_logs() {
+    let proxy = fault_proxy::FaultProxy::start(chunked_server());
+    let connect = || {
+        let s = std::net::TcpStream::connect(proxy.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        s
+    };
+    // Pass-through: two requests on one kept-alive connection, chunked replies relayed whole.
+    let mut conn = connect();
+    for _ in 0..2 {
+        let (status, _, body) = exchange(&mut conn, "{}").expect("relayed");
+        assert_eq!((status, body.as_str()), (200, "hello world"));
+    }
+    // One-shot 429 + Retry-After for the next POST, then pass-through again.
+    proxy.inject([HttpFault::retry_after(429, 7)]);
+    let (status, head, _) = exchange(&mut conn, "{}").expect("injected");
+    assert_eq!(status, 429);
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 7"),
+        "{head}"
+    );
+    assert_eq!(exchange(&mut conn, "{}").expect("relayed").0, 200);
+    // Refuse: the kept-alive connection is reset, and so is a new one.
+    proxy.set_mode(Mode::Refuse);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(exchange(&mut conn, "{}").is_none());
+    assert!(exchange(&mut connect(), "{}").is_none());
+    // Stall: no answer within the client's timeout.
+    proxy.set_mode(Mode::Stall);
+    let mut stalled = connect();
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    assert!(exchange(&mut stalled, "{}").is_none());
+    // Back to normal.
+    proxy.set_mode(Mode::PassThrough);
+    assert_eq!(exchange(&mut connect(), "{}").expect("relayed").0, 200);
+
+    let events = proxy.events();
+    let actions: Vec<&Action> = events
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Request { action, .. } => Some(action),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            &Action::Forwarded,
+            &Action::Forwarded,
+            &Action::Injected(429),
+            &Action::Forwarded,
+            &Action::Stalled,
+            &Action::Forwarded
+        ]
+    );
+    assert!(events.iter().any(|e| e.what == What::Refused));
+    assert!(
+        events.windows(2).all(|w| w[0].at <= w[1].at),
+        "monotonic log"
+    );
+    let retry_afters: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.what {
+            What::Response { retry_after, .. } => retry_after.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retry_afters, ["7"]);
 }

@@ -454,6 +454,19 @@ pub fn readings_stored(status: &Value) -> u64 {
     seen - mapping_failures(status)
 }
 
+/// Whether every listed device has been silent for `seconds` at least (its simulated stream
+/// ended: scenario time can lag wall time on a loaded machine, so the tests ask the gateway).
+pub fn devices_quiet(status: &Value, seconds: u64) -> bool {
+    status["devices"].as_array().is_some_and(|devices| {
+        !devices.is_empty()
+            && devices.iter().all(|d| {
+                d["last_reading_age_seconds"]
+                    .as_u64()
+                    .is_some_and(|age| age >= seconds)
+            })
+    })
+}
+
 pub fn mapping_failures(status: &Value) -> u64 {
     status["mapping_failures"]
         .as_array()
