@@ -170,20 +170,49 @@ impl Uploader {
         self.status.subscribe()
     }
 
-    /// Drains until `shutdown` completes. Never returns early on server or auth errors.
+    /// Drains until `shutdown` completes. Never returns early on server or auth errors, nor on
+    /// a temporary queue error (full disk); only a permanent queue error (corruption) ends it.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), UploadError> {
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut queue_failures = 0u32;
         loop {
-            let wait = match self.step().await? {
-                Step::Sent { .. } => continue,
-                Step::Empty => self.settings.idle_poll,
-                Step::Wait(d) => d,
+            let wait = match self.step().await {
+                Ok(Step::Sent { .. }) => {
+                    queue_failures = 0;
+                    continue;
+                }
+                Ok(Step::Empty) => {
+                    queue_failures = 0;
+                    self.settings.idle_poll
+                }
+                Ok(Step::Wait(d)) => {
+                    queue_failures = 0;
+                    d
+                }
+                Err(UploadError::Queue(e)) if e.is_temporary() => {
+                    self.queue_refused(&e, &mut queue_failures)
+                }
+                Err(e) => return Err(e),
             };
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 () = tokio::time::sleep(wait) => {}
             }
         }
+    }
+
+    /// A full disk refuses even an ack or a nack (sled writes either). Those records stay
+    /// queued and are sent again later (the server deduplicates them), so the uploader waits
+    /// (backoff with jitter) and carries on: stopping it would stop the whole gateway, and
+    /// systemd would restart it into the same full disk.
+    fn queue_refused(&mut self, error: &QueueError, failures: &mut u32) -> Duration {
+        if *failures == 0 {
+            tracing::warn!(%error, "the queue refused an update; uploads pause and retry");
+        }
+        let wait = self.settings.backoff.delay(*failures, None, &mut self.rng);
+        *failures = failures.saturating_add(1);
+        self.set_status(|s| s.last_error = Some(format!("queue: {error}")));
+        wait
     }
 
     fn probing(&self) -> bool {
@@ -521,5 +550,151 @@ impl Uploader {
             dead,
             retried,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::future::BoxFuture;
+    use vectorcare_hal::clock::SimulatedClock;
+
+    use super::*;
+    use crate::fhir::{BundleType, WriteMode};
+    use crate::queue::{DeadLetter, FullReason, QueueStats};
+    use crate::upload::assertion::AssertionSigner;
+    use crate::upload::auth::AuthSettings;
+    use crate::upload::keys::{SigningAlg, SigningKey, generate_private_key_pem};
+
+    /// A queue whose `peek` fails with `error` the first `failures` times, then is empty.
+    struct RefusingQueue {
+        error: fn() -> QueueError,
+        failures: usize,
+        peeks: AtomicUsize,
+    }
+
+    impl DurableQueue for RefusingQueue {
+        fn append(&self, _: Vec<Vec<u8>>) -> BoxFuture<'_, Result<Vec<RecordId>, QueueError>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn peek(&self, _: usize) -> Result<Vec<QueuedRecord>, QueueError> {
+            if self.peeks.fetch_add(1, Ordering::SeqCst) < self.failures {
+                return Err((self.error)());
+            }
+            Ok(Vec::new())
+        }
+        fn ack(&self, _: &[RecordId]) -> Result<(), QueueError> {
+            Ok(())
+        }
+        fn nack(&self, _: RecordId, _: Duration) -> Result<(), QueueError> {
+            Ok(())
+        }
+        fn dead_letter(&self, _: RecordId, _: String) -> Result<(), QueueError> {
+            Ok(())
+        }
+        fn requeue_dead(&self, _: Option<RecordId>) -> Result<u64, QueueError> {
+            Ok(0)
+        }
+        fn purge_dead(&self) -> Result<u64, QueueError> {
+            Ok(0)
+        }
+        fn list_dead(&self, _: usize) -> Result<Vec<DeadLetter>, QueueError> {
+            Ok(Vec::new())
+        }
+        fn stats(&self) -> Result<QueueStats, QueueError> {
+            Ok(QueueStats::default())
+        }
+        fn oldest_waiting(&self) -> Result<Option<RecordId>, QueueError> {
+            Ok(None)
+        }
+    }
+
+    fn uploader(queue: Arc<RefusingQueue>) -> Uploader {
+        crate::crypto::install_providers();
+        let pem = generate_private_key_pem(SigningAlg::ES384).expect("key");
+        let key = SigningKey::from_pem(pem.as_bytes(), SigningAlg::ES384).expect("key");
+        let http = reqwest::Client::new();
+        let base = url::Url::parse("http://127.0.0.1:9/fhir").expect("url");
+        let auth = Authorizer::new(
+            http.clone(),
+            AssertionSigner {
+                client_id: "gw".into(),
+                kid: "kid".into(),
+                jku: None,
+                key,
+                lifetime: Duration::from_secs(120),
+            },
+            Arc::new(SimulatedClock::new(0, true)),
+            AuthSettings {
+                fhir_base_url: base.clone(),
+                scopes: None,
+                write_mode: WriteMode::ConditionalCreate,
+                refresh_margin: Duration::from_secs(10),
+                allow_unsynchronized_clock: false,
+            },
+        );
+        Uploader::new(
+            queue,
+            http,
+            Arc::new(auth),
+            UploaderSettings {
+                fhir_base_url: base.to_string(),
+                bundle: BundleOptions {
+                    bundle_type: BundleType::Transaction,
+                    write_mode: WriteMode::ConditionalCreate,
+                },
+                bundle_size: 8,
+                max_bundle_entries: None,
+                backoff: Backoff {
+                    base: Duration::from_millis(100),
+                    cap: Duration::from_secs(1),
+                    max_retry_after: Duration::from_secs(60),
+                },
+                config_error_backoff: Duration::from_secs(3600),
+                idle_poll: Duration::from_millis(200),
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_disk_pauses_the_uploader_instead_of_stopping_it() {
+        let queue = Arc::new(RefusingQueue {
+            error: || QueueError::Full(FullReason::Disk("No space left on device".into())),
+            failures: 5,
+            peeks: AtomicUsize::new(0),
+        });
+        let uploader = uploader(queue.clone());
+        let status = uploader.status();
+        let result = uploader
+            .run(tokio::time::sleep(Duration::from_secs(30)))
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+        // Retried past the refusals (backoff at most 1 s each), then polled the empty queue.
+        assert!(queue.peeks.load(Ordering::SeqCst) > 10);
+        assert!(
+            status
+                .borrow()
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("queue full"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_corrupt_queue_still_stops_the_uploader() {
+        let queue = Arc::new(RefusingQueue {
+            error: || QueueError::Corrupt("bad checksum".into()),
+            failures: 1,
+            peeks: AtomicUsize::new(0),
+        });
+        let result = uploader(queue.clone())
+            .run(tokio::time::sleep(Duration::from_secs(30)))
+            .await;
+        assert!(matches!(
+            result,
+            Err(UploadError::Queue(QueueError::Corrupt(_)))
+        ));
+        assert_eq!(queue.peeks.load(Ordering::SeqCst), 1);
     }
 }

@@ -17,6 +17,11 @@
 //                      applied one each to the next FHIR POSTs
 //   POST revoke-tokens every access token issued so far is refused (401) from now on
 //   GET  stats         counters (tokens issued, token errors with oidc-provider's detail, ...)
+//   POST token-endpoint {"url": ...} advertise this token endpoint in SMART discovery (a proxy
+//                      in front of the authorization server; oidc-provider accepts the
+//                      assertion's aud because it derives its token URL from the Host header)
+//   GET  observations  {"observations", "identifiers", "duplicated", "by_subject": {ref: n}}
+//                      over the identifier index: exactly-once checks without paging searches
 //
 // Config: {"client_id", "jwks": {keys:[...]}, "access_token_ttl": seconds,
 //          "allowed_scopes": [...], "tls": {"cert": PEM path, "key": PEM path} | null}
@@ -152,14 +157,32 @@ class IndexedRepository extends MemoryRepository {
   constructor() {
     super();
     this.byIdentifier = new Map(); // "Type|system|value" -> Set(id)
+    this.bySubject = new Map(); // Observation subject reference -> count
   }
 
   index(resource) {
+    if (resource.resourceType === 'Observation' && resource.subject?.reference) {
+      const subject = resource.subject.reference;
+      this.bySubject.set(subject, (this.bySubject.get(subject) ?? 0) + 1);
+    }
     for (const id of resource.identifier ?? []) {
       const key = `${resource.resourceType}|${id.system ?? ''}|${id.value ?? ''}`;
       if (!this.byIdentifier.has(key)) this.byIdentifier.set(key, new Set());
       this.byIdentifier.get(key).add(resource.id);
     }
+  }
+
+  observationCounts() {
+    let observations = 0;
+    let identifiers = 0;
+    let duplicated = 0;
+    for (const [key, ids] of this.byIdentifier) {
+      if (!key.startsWith('Observation|')) continue;
+      identifiers += 1;
+      observations += ids.size;
+      if (ids.size > 1) duplicated += 1;
+    }
+    return { observations, identifiers, duplicated, by_subject: Object.fromEntries(this.bySubject) };
   }
 
   async createResource(resource) {
@@ -242,6 +265,13 @@ async function control(req, res, path) {
   if (req.method === 'POST' && path === 'revoke-tokens') {
     tokensValidAfter = Math.floor(Date.now() / 1000);
     return send(res, 204);
+  }
+  if (req.method === 'POST' && path === 'token-endpoint') {
+    smartConfiguration.token_endpoint = JSON.parse(await readBody(req)).url;
+    return send(res, 204);
+  }
+  if (req.method === 'GET' && path === 'observations') {
+    return send(res, 200, repo.observationCounts());
   }
   if (req.method === 'GET' && path === 'stats') {
     return send(res, 200, stats);
