@@ -227,7 +227,7 @@ impl Seen {
             .map(|(effective, seen, r)| {
                 format!(
                     "effective {effective} > clock {seen}: {}",
-                    r["code"]["text"]
+                    r["code"]["coding"][0]["display"]
                 )
             })
             .collect()
@@ -384,7 +384,7 @@ async fn unsynchronised_start_and_wall_jumps_sign_nothing_early_and_date_nothing
         .map(|(effective, seen, r)| {
             format!(
                 "effective {effective}, uploaded at {seen}: {}",
-                r["code"]["text"]
+                r["code"]["coding"][0]["display"]
             )
         })
         .collect();
