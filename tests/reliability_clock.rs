@@ -227,7 +227,7 @@ impl Seen {
             .map(|(effective, seen, r)| {
                 format!(
                     "effective {effective} > clock {seen}: {}",
-                    r["code"]["text"]
+                    r["code"]["coding"][0]["display"]
                 )
             })
             .collect()
@@ -355,12 +355,51 @@ async fn unsynchronised_start_and_wall_jumps_sign_nothing_early_and_date_nothing
     watch(&gw, &mut seen, Duration::from_millis(500)).await;
 
     let future = seen.in_the_future();
+    // How each Observation was dated: device time corrected by the measured offset, or the
+    // gateway's receipt (with the reason).
+    let mut sources: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, _, r) in seen.first_seen.values() {
+        let source = r["component"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["code"]["text"] == "effective-time-source")
+            .and_then(|c| c["valueString"].as_str())
+            .unwrap_or("device time, corrected")
+            .to_owned();
+        *sources.entry(source).or_default() += 1;
+    }
+    eprintln!("clock: effective time sources {sources:?}");
+    // Device-dated readings taken on a synchronised clock are dated near their upload: the
+    // device-clock offset read while the hub was three days behind must follow the hub's
+    // jumps (a cuff stays connected through all of them).
+    let misdated: Vec<String> = seen
+        .first_seen
+        .values()
+        .filter(|(_, _, r)| {
+            !has_component(r, "gateway-clock-unsynchronized")
+                && !has_component(r, "effective-time-source")
+        })
+        .filter(|(effective, seen, _)| *seen - *effective > time::Duration::seconds(120))
+        .map(|(effective, seen, r)| {
+            format!(
+                "effective {effective}, uploaded at {seen}: {}",
+                r["code"]["coding"][0]["display"]
+            )
+        })
+        .collect();
     eprintln!(
         "clock: {} Observations; {queued_unsynced} queued while unsynchronised ({flagged} flagged); \
-         token requests {} (0 while unsynchronised); dated after the gateway clock at upload: {}",
+         token requests {} (0 while unsynchronised); dated after the gateway clock at upload: {}; \
+         device-dated more than 120 s before upload on a synchronised clock: {}",
         seen.first_seen.len(),
         gw.token_requests(),
-        future.len()
+        future.len(),
+        misdated.len()
+    );
+    assert!(
+        misdated.is_empty(),
+        "device-dated readings misdated by a stale clock offset: {misdated:#?}"
     );
     assert!(
         future.is_empty(),

@@ -176,6 +176,7 @@ impl<C: BleCentral> Shared<C> {
             .and_then(|b| clock::decode_current_time(&b).ok())
             .and_then(|t| clock::to_primitive(&t.date_time))
             .map(|device_now| (device_now.assume_utc() - self.now()).whole_seconds());
+        let device_clock = DeviceClockOffset::measured(device_offset_seconds, self.now());
         let mut ctx = DecodeContext {
             device,
             received_at: self.now(),
@@ -229,7 +230,10 @@ impl<C: BleCentral> Shared<C> {
             tokio::select! {
                 n = stream.next() => match n {
                     None => return Ok(()),
-                    Some(n) => self.on_value(peripheral, n, &mut ctx, &mut racp).await?,
+                    Some(n) => {
+                        self.on_value(peripheral, n, &mut ctx, &device_clock, &mut racp)
+                            .await?;
+                    }
                 },
                 () = link.notified() => return Ok(()),
                 _ = check.tick() => {
@@ -298,6 +302,7 @@ impl<C: BleCentral> Shared<C> {
         peripheral: &C::Peripheral,
         n: Notification,
         ctx: &mut DecodeContext,
+        device_clock: &DeviceClockOffset,
         racp: &mut RacpSession,
     ) -> Result<(), SessionError> {
         let Some(uuid) = short_uuid(&n.characteristic.characteristic) else {
@@ -328,6 +333,7 @@ impl<C: BleCentral> Shared<C> {
             return Ok(());
         }
         ctx.received_at = self.now();
+        ctx.clock.device_offset_seconds = device_clock.at(ctx.received_at);
         ctx.clock.gateway_clock_synchronized = self.clock.sync_state().is_synchronized();
         let readings = match readings_from_characteristic(uuid, &n.value, ctx) {
             Ok(r) => r,
@@ -373,6 +379,42 @@ impl<C: BleCentral> Shared<C> {
     }
 }
 
+/// The device-clock offset read at connection (device clock − gateway clock), kept true across
+/// jumps of the gateway's wall clock while the device stays connected — e.g. NTP synchronising
+/// a hub that booted with a stale clock. The device's clock did not jump, so the offset moves
+/// by the gateway's jump: the wall time elapsed since the reading minus the monotonic time.
+#[derive(Debug, Clone, Copy)]
+struct DeviceClockOffset {
+    offset: Option<i64>,
+    wall: OffsetDateTime,
+    monotonic: std::time::Instant,
+}
+
+impl DeviceClockOffset {
+    fn measured(offset: Option<i64>, wall: OffsetDateTime) -> Self {
+        Self {
+            offset,
+            wall,
+            monotonic: std::time::Instant::now(),
+        }
+    }
+
+    /// The offset for a value received at gateway wall time `wall_now`.
+    fn at(&self, wall_now: OffsetDateTime) -> Option<i64> {
+        let offset = self.offset?;
+        let wall_elapsed = (wall_now - self.wall).whole_seconds();
+        let monotonic_elapsed =
+            i64::try_from(self.monotonic.elapsed().as_secs()).unwrap_or(i64::MAX);
+        let jump = wall_elapsed.saturating_sub(monotonic_elapsed);
+        // Whole seconds on both sides: a second either way is rounding, not a jump.
+        if jump.abs() <= 1 {
+            Some(offset)
+        } else {
+            Some(offset.saturating_sub(jump))
+        }
+    }
+}
+
 /// Where a session's Record Access Control Point conversation stands.
 #[derive(Debug, Default)]
 struct RacpSession {
@@ -380,4 +422,28 @@ struct RacpSession {
     delete_after_upload: bool,
     delete_sent: bool,
     awaiting: Option<RacpOpCode>,
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::DeviceClockOffset;
+    use time::OffsetDateTime;
+
+    /// Issue #9, clock: a device connected while the hub's clock was three days behind keeps
+    /// being dated right after NTP steps the hub's clock forward (and back).
+    #[test]
+    fn the_offset_follows_a_gateway_clock_jump_while_connected() {
+        let booted = OffsetDateTime::now_utc() - time::Duration::days(3);
+        let offset = 3 * 86_400; // the device's clock is right: three days ahead of the hub's
+        let clock = DeviceClockOffset::measured(Some(offset), booted);
+        assert_eq!(clock.at(booted), Some(offset), "no jump, same offset");
+        let synchronised = booted + time::Duration::days(3);
+        assert_eq!(clock.at(synchronised), Some(0), "the hub's clock caught up");
+        let stepped_back = booted - time::Duration::hours(1);
+        assert_eq!(clock.at(stepped_back), Some(offset + 3600));
+        assert_eq!(
+            DeviceClockOffset::measured(None, booted).at(synchronised),
+            None
+        );
+    }
 }
