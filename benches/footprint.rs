@@ -393,13 +393,14 @@ fn load_average() -> String {
 }
 
 fn main() {
+    vectorcare_gateway::crypto::install_providers();
     let o = opts();
     let root = tempfile::Builder::new()
         .prefix("vc-footprint")
         .tempdir_in(&o.dir)
         .expect("bench dir");
     let root = root.path();
-    let key = generate_into_dir(&root.join("keys"), SigningAlg::Es384).expect("key");
+    let key = generate_into_dir(&root.join("keys"), SigningAlg::ES384).expect("key");
     let port = dead_port();
     let empty_cfg = write_config(root, "empty", &key.private_key_path, &key.kid, port);
     let backlog_cfg = write_config(root, "backlog", &key.private_key_path, &key.kid, port);
@@ -448,6 +449,17 @@ fn main() {
     let exit_backlog = backlog.stop();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+    // What sled::open alone costs on the same directory now (its snapshot was rewritten by the
+    // gateway's open, so only the log written since is replayed), in this process.
+    let open_alone = {
+        let config = load_config(&backlog_cfg);
+        let start = Instant::now();
+        let q = SledQueue::open(&config.gateway.state_dir, &config.queue).expect("open");
+        let opened = start.elapsed();
+        let depth = q.stats().expect("stats").depth;
+        q.close().expect("close");
+        (opened, depth)
+    };
     let again = Gateway::start(root, "backlog-again", &backlog_cfg);
     let ready_again = again.ready;
     let hwm_again = status_mib(again.pid(), "VmHWM:");
@@ -467,8 +479,10 @@ fn main() {
         ms(ready_empty)
     );
     println!(
-        "| start → READY (second start) | {:.0} ms | | ≤ 300 ms |",
-        ms(ready_again)
+        "| start → READY (second start) | {:.0} ms | {:.0} ms (`SledQueue::open` alone, in-process, just before; depth {}) | ≤ 300 ms |",
+        ms(ready_again),
+        ms(open_alone.0),
+        open_alone.1
     );
     println!(
         "| idle CPU over {:.0} s, % of one core | {:.3} % | {:.3} % (empty queue); {:.3} % (`sleep`) | ≤ 0.2 % |",
