@@ -233,7 +233,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the command name (which may contain spaces) start at field 3.
     let rest = &stat[stat.rfind(')').expect("comm") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     ticks as f64 / hz
@@ -426,10 +427,7 @@ fn main() {
     // Start → READY, then idle CPU and peak RSS over the same window for all three processes.
     let empty = Gateway::start(root, "empty", &empty_cfg);
     let backlog = Gateway::start(root, "backlog", &backlog_cfg);
-    let mut sleeper = Command::new("sleep")
-        .arg("100000")
-        .spawn()
-        .expect("sleep");
+    let mut sleeper = Command::new("sleep").arg("100000").spawn().expect("sleep");
     std::thread::sleep(Duration::from_secs(3));
     let pids = [backlog.pid(), empty.pid(), sleeper.id()];
     let before: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
@@ -471,7 +469,10 @@ fn main() {
     let floor = fdatasync_floor(root, 200);
 
     println!();
-    println!("| measure | gateway, {} backlog | baseline | goal |", o.backlog);
+    println!(
+        "| measure | gateway, {} backlog | baseline | goal |",
+        o.backlog
+    );
     println!("|---|---|---|---|");
     println!(
         "| start → READY (first start after the backlog was written) | {:.0} ms | {:.0} ms (empty queue) | ≤ 300 ms |",

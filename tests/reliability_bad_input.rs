@@ -61,8 +61,8 @@ fn valid_frames() -> Vec<(u16, Vec<u8>)> {
         (
             uuids::BLOOD_PRESSURE_MEASUREMENT,
             vec![
-                0x1E, 0x8A, 0x00, 0x58, 0x00, 0x78, 0x00, 0x00, 0x00, 0x04, 0x11, 0x14, 0x29,
-                0x3B, 0x3C, 0x00, 0x01, 0x27, 0x00,
+                0x1E, 0x8A, 0x00, 0x58, 0x00, 0x78, 0x00, 0x00, 0x00, 0x04, 0x11, 0x14, 0x29, 0x3B,
+                0x3C, 0x00, 0x01, 0x27, 0x00,
             ],
         ),
         // 36.8 °C as FLOAT (exponent -1, mantissa 368).
@@ -102,7 +102,11 @@ fn maps_and_bundles(readings: &[Reading]) -> Result<(), TestCaseError> {
     for r in readings {
         match map_reading(r, &ctx) {
             Ok(unit) => units.push(unit),
-            Err(err) => return Err(TestCaseError::fail(format!("decoded reading does not map: {err}"))),
+            Err(err) => {
+                return Err(TestCaseError::fail(format!(
+                    "decoded reading does not map: {err}"
+                )));
+            }
         }
     }
     let built = build_bundle(
@@ -417,7 +421,10 @@ fn broken_config_files_exit_78_with_a_message() {
         while !example.is_char_boundary(cut) {
             cut += 1;
         }
-        cases.push((format!("example cut at byte {cut}"), example[..cut].as_bytes().to_vec()));
+        cases.push((
+            format!("example cut at byte {cut}"),
+            example[..cut].as_bytes().to_vec(),
+        ));
     }
     let mut refused = 0;
     for (name, bytes) in &cases {
@@ -440,7 +447,11 @@ fn broken_config_files_exit_78_with_a_message() {
             }
             other => panic!("{name}: exit {other:?}: {stderr}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{name}: took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
     }
     // `run` refuses the same way before touching anything (the unit's ExecStartPre is validate;
     // `run` alone must not crash-loop either).
@@ -448,7 +459,12 @@ fn broken_config_files_exit_78_with_a_message() {
     std::fs::write(&path, b"[gateway]\nid = 5\n").expect("write");
     let out = gateway(&["run", "--config", path.to_str().expect("utf-8")]);
     assert_no_crash("run with wrong types", &out);
-    assert_eq!(out.status.code(), Some(78), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A directory and a missing file are configuration problems too.
     for path in [dir.path().to_path_buf(), dir.path().join("missing.toml")] {
         let out = gateway(&["validate", "--config", path.to_str().expect("utf-8")]);
@@ -470,7 +486,14 @@ fn make_queue(dir: &Path, n: usize) {
     let q = SledQueue::open(dir, &QueueConfig::default()).expect("open");
     for chunk in 0..n / 50 {
         let batch = (0..50)
-            .map(|i| format!("{{\"record\":{},\"pad\":\"{}\"}}", chunk * 50 + i, "x".repeat(700)).into_bytes())
+            .map(|i| {
+                format!(
+                    "{{\"record\":{},\"pad\":\"{}\"}}",
+                    chunk * 50 + i,
+                    "x".repeat(700)
+                )
+                .into_bytes()
+            })
             .collect();
         q.append_blocking(batch).expect("append");
     }
@@ -521,7 +544,10 @@ fn damage(path: &Path, how: &str) {
         "flip header" => bytes.iter_mut().take(64).for_each(|b| *b ^= 0xA5),
         "truncate to half" => bytes.truncate(bytes.len() / 2),
         "truncate to zero" => bytes.clear(),
-        "garbage" => bytes.iter_mut().enumerate().for_each(|(i, b)| *b = (i * 31 % 251) as u8),
+        "garbage" => bytes
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i * 31 % 251) as u8),
         other => panic!("unknown damage {other}"),
     }
     std::fs::write(path, bytes).expect("write");
@@ -575,7 +601,11 @@ fn restart_prevent_codes() -> Vec<i32> {
     .expect("unit");
     unit.lines()
         .filter_map(|l| l.trim().strip_prefix("RestartPreventExitStatus="))
-        .flat_map(|v| v.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<_>>())
+        .flat_map(|v| {
+            v.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -600,7 +630,12 @@ fn a_damaged_queue_is_reported_clearly_without_panic_or_restart_loop() {
         damage(&sled_file(&state, file), how);
         let what = format!("{file} {how}");
 
-        let stats = gateway(&["queue", "--data-dir", state.to_str().expect("utf-8"), "stats"]);
+        let stats = gateway(&[
+            "queue",
+            "--data-dir",
+            state.to_str().expect("utf-8"),
+            "stats",
+        ]);
         assert_no_crash(&format!("queue stats, {what}"), &stats);
         let run = run_daemon(dir.path(), &state, Duration::from_secs(8));
         assert_no_crash(&format!("run, {what}"), &run);
@@ -610,7 +645,11 @@ fn a_damaged_queue_is_reported_clearly_without_panic_or_restart_loop() {
             "{what}: queue stats exit {:?}, run exit {:?}: {}",
             stats.status.code(),
             run.status.code(),
-            run_err.lines().filter(|l| l.starts_with("error")).collect::<Vec<_>>().join(" | ")
+            run_err
+                .lines()
+                .filter(|l| l.starts_with("error"))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         match run.status.code() {
             // Damage sled did not notice (stale log regions): the daemon ran and stopped on
@@ -618,7 +657,10 @@ fn a_damaged_queue_is_reported_clearly_without_panic_or_restart_loop() {
             Some(0) => assert_eq!(stats.status.code(), Some(0), "{what}: {stats_err}"),
             Some(code) => {
                 refused += 1;
-                assert_eq!(code, 65, "{what}: a damaged queue exits 65 (data error): {run_err}");
+                assert_eq!(
+                    code, 65,
+                    "{what}: a damaged queue exits 65 (data error): {run_err}"
+                );
                 assert!(
                     stop_codes.contains(&code),
                     "{what}: exit {code} is in the unit's RestartPreventExitStatus {stop_codes:?}"
@@ -632,7 +674,10 @@ fn a_damaged_queue_is_reported_clearly_without_panic_or_restart_loop() {
             None => unreachable!("assert_no_crash"),
         }
     }
-    eprintln!("damaged queues: {} cases, {refused} refused at start with exit 65", cases.len());
+    eprintln!(
+        "damaged queues: {} cases, {refused} refused at start with exit 65",
+        cases.len()
+    );
     assert!(refused >= 4, "truncation and garbage are detected");
 }
 

@@ -58,7 +58,9 @@ fn config(dir: &Path, upload: &str, ble: bool) -> PathBuf {
             "C0:FF:EE:1D:00:01",
             "C0:FF:EE:08:00:01",
         ] {
-            text.push_str(&format!("[[sources.ble.devices]]\naddress = \"{address}\"\n"));
+            text.push_str(&format!(
+                "[[sources.ble.devices]]\naddress = \"{address}\"\n"
+            ));
         }
     }
     let path = dir.join("gateway.toml");
@@ -79,7 +81,10 @@ fn forbidden_strings(units: &str) -> BTreeSet<String> {
                             out.insert(s.clone());
                         }
                         ("identifier", serde_json::Value::Array(ids)) => {
-                            out.extend(ids.iter().filter_map(|id| id["value"].as_str().map(str::to_owned)));
+                            out.extend(
+                                ids.iter()
+                                    .filter_map(|id| id["value"].as_str().map(str::to_owned)),
+                            );
                         }
                         ("valueQuantity", q) => {
                             if let Some(n) = q.get("value").filter(|n| n.is_number()) {
@@ -147,12 +152,18 @@ fn the_daemon_with_six_simulated_devices_logs_no_health_data_or_identifiers() {
         .arg(&export)
         .output()
         .expect("export");
-    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
     let units = std::fs::read_to_string(&export).expect("units");
     let readings = units.lines().filter(|l| !l.trim().is_empty()).count();
     let mut forbidden = forbidden_strings(&units);
     forbidden.insert(PATIENT.to_owned());
-    for address in ["C0:FF:EE", "c0:ff:ee", "C0-FF-EE", "c0-ff-ee", "C0FFEE", "c0ffee"] {
+    for address in [
+        "C0:FF:EE", "c0:ff:ee", "C0-FF-EE", "c0-ff-ee", "C0FFEE", "c0ffee",
+    ] {
         forbidden.insert(address.to_owned());
     }
     eprintln!(
@@ -164,10 +175,16 @@ fn the_daemon_with_six_simulated_devices_logs_no_health_data_or_identifiers() {
     assert!(forbidden.len() > 10, "{forbidden:?}");
     for needle in &forbidden {
         let hit = logs.lines().find(|line| line.contains(needle.as_str()));
-        assert!(hit.is_none(), "`{needle}` appears in an info-level log line: {hit:?}");
+        assert!(
+            hit.is_none(),
+            "`{needle}` appears in an info-level log line: {hit:?}"
+        );
     }
     for field in ["value=", "address=", "patient=", "identifier="] {
-        assert!(!logs.contains(field), "log field `{field}` at info level:\n{logs}");
+        assert!(
+            !logs.contains(field),
+            "log field `{field}` at info level:\n{logs}"
+        );
     }
 }
 
@@ -362,8 +379,14 @@ fn no_code_path_turns_tls_verification_off() {
         "tls_danger",
     ];
     let mut files = Vec::new();
-    collect_rs(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut files);
-    collect_rs(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/hal/src")), &mut files);
+    collect_rs(
+        &PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut files,
+    );
+    collect_rs(
+        &PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/hal/src")),
+        &mut files,
+    );
     assert!(files.len() > 50, "sources found: {}", files.len());
     let mut hits = Vec::new();
     for file in &files {

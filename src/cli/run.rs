@@ -36,6 +36,8 @@ pub fn execute(args: Args) -> Outcome {
     crate::crypto::install_providers();
     let tokio = tokio_runtime()?;
     tokio.block_on(async {
+        // Handlers first: systemd may send SIGTERM as soon as READY=1 is out.
+        let signals = runtime::shutdown::termination_listener();
         let queue = runtime::open_queue(&config).map_err(runtime_failure)?;
         let mut hardware = Hardware::real(&config);
         let devices_stop = Arc::new(tokio::sync::Notify::new());
@@ -51,8 +53,8 @@ pub fn execute(args: Args) -> Outcome {
             .await
             .map_err(runtime_failure)?;
         let stop = async {
-            match runtime::shutdown::termination_signal().await {
-                Ok(signal) => signal.to_owned(),
+            match signals {
+                Ok(signal) => signal.await.to_owned(),
                 Err(err) => {
                     tracing::error!(error = %err, "cannot listen for termination signals");
                     std::future::pending::<String>().await
