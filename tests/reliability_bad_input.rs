@@ -423,7 +423,7 @@ fn broken_config_files_exit_78_with_a_message() {
         }
         cases.push((
             format!("example cut at byte {cut}"),
-            example[..cut].as_bytes().to_vec(),
+            example.as_bytes()[..cut].to_vec(),
         ));
     }
     let mut refused = 0;
