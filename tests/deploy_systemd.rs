@@ -123,11 +123,16 @@ fn unit_keeps_the_behaviour_the_issue_asks_for() {
     };
     assert_eq!(one("Type"), "notify");
     assert_eq!(one("Restart"), "on-failure");
-    // 78 = exit::CONFIG: a bad config must not restart-loop.
-    assert_eq!(one("RestartPreventExitStatus"), "78");
+    // 78 = exit::CONFIG: a bad config must not restart-loop; nor must damaged queue files
+    // (exit::DATA_ERR from `run`, tests/reliability_bad_input.rs).
+    assert_eq!(one("RestartPreventExitStatus"), "78 65");
     assert_eq!(
         one("RestartPreventExitStatus"),
-        vectorcare_gateway::exit::CONFIG.to_string()
+        format!(
+            "{} {}",
+            vectorcare_gateway::exit::CONFIG,
+            vectorcare_gateway::exit::DATA_ERR
+        )
     );
     assert!(one("WatchdogSec").ends_with('s'));
     assert!(one("ExecStartPre").contains(" validate --config "));

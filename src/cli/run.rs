@@ -36,6 +36,8 @@ pub fn execute(args: Args) -> Outcome {
     crate::crypto::install_providers();
     let tokio = tokio_runtime()?;
     tokio.block_on(async {
+        // Handlers first: systemd may send SIGTERM as soon as READY=1 is out.
+        let signals = runtime::shutdown::termination_listener();
         let queue = runtime::open_queue(&config).map_err(runtime_failure)?;
         let mut hardware = Hardware::real(&config);
         let devices_stop = Arc::new(tokio::sync::Notify::new());
@@ -51,8 +53,8 @@ pub fn execute(args: Args) -> Outcome {
             .await
             .map_err(runtime_failure)?;
         let stop = async {
-            match runtime::shutdown::termination_signal().await {
-                Ok(signal) => signal.to_owned(),
+            match signals {
+                Ok(signal) => signal.await.to_owned(),
                 Err(err) => {
                     tracing::error!(error = %err, "cannot listen for termination signals");
                     std::future::pending::<String>().await
@@ -183,6 +185,21 @@ pub(crate) fn close_queue(queue: Arc<crate::queue::SledQueue>) {
 }
 
 pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
+    // Damaged queue files stay damaged: exit 65, which the unit's RestartPreventExitStatus
+    // lists, so systemd does not restart into the same failure (docs/RELIABILITY.md).
+    if let RuntimeError::Queue {
+        dir,
+        source: crate::queue::QueueError::Corrupt(_),
+    } = &err
+    {
+        return Failure::new(
+            exit::DATA_ERR,
+            format!(
+                "{err}\nthe queue's files are damaged; restarting will not help. Stop the service, \
+                 move {dir}/queue aside (keep it for analysis) and start again with an empty queue"
+            ),
+        );
+    }
     let code = match &err {
         RuntimeError::Queue { .. } | RuntimeError::Progress(_) => exit::UNAVAILABLE,
         RuntimeError::TaskEnded(_) => exit::SOFTWARE,
@@ -190,4 +207,37 @@ pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
         RuntimeError::Status(_) => exit::CONFIG,
     };
     Failure::new(code, err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::QueueError;
+
+    fn queue_error(source: QueueError) -> RuntimeError {
+        RuntimeError::Queue {
+            dir: "/var/lib/vectorcare-gateway".into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn a_damaged_queue_exits_65_and_says_what_to_do() {
+        let failure = runtime_failure(queue_error(QueueError::Corrupt("bad crc".into())));
+        assert_eq!(failure.code, exit::DATA_ERR);
+        assert!(failure.message.contains("bad crc"));
+        assert!(
+            failure
+                .message
+                .contains("move /var/lib/vectorcare-gateway/queue aside")
+        );
+    }
+
+    #[test]
+    fn a_queue_held_by_another_process_stays_unavailable() {
+        let failure = runtime_failure(queue_error(QueueError::Locked {
+            path: "/var/lib/vectorcare-gateway".into(),
+        }));
+        assert_eq!(failure.code, exit::UNAVAILABLE);
+    }
 }

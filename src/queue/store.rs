@@ -98,6 +98,8 @@ pub(super) fn from_sled(err: sled::Error) -> QueueError {
     match err {
         sled::Error::Io(io) => from_io("storage", &io),
         sled::Error::Corruption { .. } => QueueError::Corrupt(err.to_string()),
+        // sled says this for files it cannot read as its own (a damaged `conf`): permanent.
+        sled::Error::Unsupported(_) => QueueError::Corrupt(err.to_string()),
         other => QueueError::Io(other.to_string()),
     }
 }

@@ -405,3 +405,12 @@ fn oldest_waiting_counts_delayed_records_but_not_dead_letters() {
     q.ack(&[RecordId(2), RecordId(3)]).expect("ack");
     assert_eq!(q.oldest_waiting().expect("oldest"), None);
 }
+
+#[test]
+fn files_sled_cannot_read_as_its_own_are_corruption_not_a_temporary_error() {
+    // A damaged `conf` file makes sled answer `Unsupported` at open (seen in
+    // tests/reliability_bad_input.rs); restarting cannot fix it.
+    let err = store::from_sled(sled::Error::Unsupported("failed to open database".into()));
+    assert!(matches!(err, QueueError::Corrupt(_)), "{err:?}");
+    assert!(!err.is_temporary());
+}

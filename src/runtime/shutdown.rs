@@ -53,18 +53,38 @@ impl Shutdown {
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn termination_signal() -> std::io::Result<&'static str> {
+    Ok(termination_listener()?.await)
+}
+
+/// Installs the SIGTERM and SIGINT handlers now (call it inside the runtime) and returns the
+/// future that resolves on the first of them. A signal that arrives before that future is
+/// first polled is kept, not left to the default action: the daemon installs them before it
+/// sends READY=1, so a stop right after READY still shuts down in order (issue #9, seen in
+/// benches/footprint.rs).
+pub fn termination_listener() -> std::io::Result<impl Future<Output = &'static str>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_signal_before_the_listener_is_polled_is_kept() {
+        let listener = termination_listener().expect("handlers");
+        // SAFETY: raise(3) on this process; the handler installed above catches SIGINT.
+        assert_eq!(unsafe { libc::raise(libc::SIGINT) }, 0);
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), listener).await;
+        assert_eq!(got, Ok("SIGINT"));
+    }
 
     #[tokio::test]
     async fn listeners_see_the_trigger() {
