@@ -1,0 +1,107 @@
+#!/bin/sh
+# One HIL scenario inside the UML guest (started by /sbin/hil-init; docs/HIL.md).
+#
+# The host is mounted read-only at /host; the run directory of this scenario (params.env in,
+# logs and results out) is mounted read-write at /hil. Order: dbus → two Bumble controllers on
+# /dev/vhci (hci0 gateway, hci1 peripheral) → bluetoothd → FHIR test double → the project's
+# simulator as a BLE peripheral on hci1 → the gateway on hci0. When the scenario has played and
+# the double has stopped receiving, everything stops, the queue is exported and the guest
+# powers off. The host checks the results (tests/hil/check.py).
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+[ -e /dev/null ] || mount -t devtmpfs devtmpfs /dev
+mkdir -p /hil
+mount -t hostfs -o "$hil_run" none /hil
+. /hil/params.env
+H=/host
+logs=/hil/logs
+mkdir -p "$logs"
+started=$(cut -d' ' -f1 /proc/uptime)
+
+say() { echo "guest $(cut -d' ' -f1 /proc/uptime)s: $*" | tee -a "$logs/guest.log"; }
+finish() {
+  say "done: $1"
+  echo "$1" >/hil/guest.result
+  sync
+  echo o >/proc/sysrq-trigger
+  sleep 10
+}
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.1 s.
+wait_for() {
+  limit=$(($1 * 10)) what=$2
+  shift 2
+  i=0
+  until "$@" >/dev/null 2>&1; do
+    i=$((i + 1))
+    if [ "$i" -ge "$limit" ]; then finish "timeout waiting for $what"; fi
+    sleep 0.1
+  done
+}
+
+say "booted (kernel uptime at init: ${started}s)"
+ip link set lo up
+
+mkdir -p /run/dbus
+dbus-daemon --system --fork --nopidfile || finish "dbus-daemon failed"
+
+# Bumble's controllers: the package directory lives on the host (built for Python 3.11, the
+# guest's Debian python3).
+PYTHONPATH="$H$HIL_BUMBLE" python3 "$H$HIL_REPO/tests/hil/guest/controllers.py" \
+  "$HIL_CENTRAL_ADDRESS" "$HIL_PERIPHERAL_ADDRESS" >"$logs/controllers.log" 2>&1 &
+wait_for 30 "hci0 and hci1" test -e /sys/class/bluetooth/hci1
+say "controllers up: $(ls /sys/class/bluetooth | tr '\n' ' ')"
+
+/usr/libexec/bluetooth/bluetoothd -n ${HIL_BLUETOOTHD_DEBUG:+-d} >"$logs/bluetoothd.log" 2>&1 &
+bluez_up() {
+  dbus-send --system --print-reply --dest=org.bluez /org/bluez/hci1 \
+    org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:Address
+}
+wait_for 30 "bluetoothd (org.bluez hci1)" bluez_up
+say "bluetoothd up"
+
+"$H$HIL_DOUBLE_BIN" /tmp/hil-keys /tmp/double.env /hil/fhir >"$logs/double.log" 2>&1 &
+double=$!
+wait_for 30 "the FHIR test double" test -s /tmp/double.env
+set -a
+. /tmp/double.env
+set +a
+say "FHIR test double up"
+
+"$H$HIL_GATEWAY_BIN" simulate --scenario "$H$HIL_SCENARIO" --target ble:hci1 \
+  --speed "${HIL_SPEED:-1}" >"$logs/simulate.log" 2>&1 &
+sim=$!
+"$H$HIL_GATEWAY_BIN" run --config "$H$HIL_REPO/tests/hil/gateway.toml" >"$logs/gateway.log" 2>&1 &
+gateway=$!
+say "simulator and gateway started"
+
+wait "$sim"
+sim_rc=$?
+say "simulator exited $sim_rc"
+
+# Uploads follow within a second or two on loopback: wait until the double's Observation count
+# has stayed the same for HIL_SETTLE seconds (at most HIL_DRAIN seconds).
+count() { cat /hil/fhir/observations.count 2>/dev/null || echo 0; }
+last=$(count) stable=0 waited=0
+while [ "$stable" -lt "$((${HIL_SETTLE:-3} * 10))" ] && [ "$waited" -lt "$((${HIL_DRAIN:-30} * 10))" ]; do
+  sleep 0.1
+  now=$(count)
+  if [ "$now" = "$last" ]; then stable=$((stable + 1)); else stable=0 last=$now; fi
+  waited=$((waited + 1))
+done
+say "double holds $(count) Observations"
+
+kill -TERM "$gateway"
+wait "$gateway"
+gateway_rc=$?
+kill -TERM "$double"
+wait "$double"
+double_rc=$?
+say "gateway exited $gateway_rc, double exited $double_rc"
+
+"$H$HIL_GATEWAY_BIN" queue export --data-dir /tmp/gateway-state --format ndjson /hil/queue.ndjson \
+  >"$logs/queue-export.log" 2>&1
+if [ -d /tmp/gateway-state/ble-progress ]; then cp -r /tmp/gateway-state/ble-progress /hil/; fi
+echo "simulate=$sim_rc gateway=$gateway_rc double=$double_rc" >/hil/exit-codes
+finish "completed"
