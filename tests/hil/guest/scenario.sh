@@ -42,6 +42,10 @@ wait_for() {
 
 say "booted (kernel uptime at init: ${started}s)"
 ip link set lo up
+# The gateway's HTTP client loads the platform's CA certificates even for loopback http.
+if [ ! -e /etc/ssl/certs/ca-certificates.crt ] && [ -d /host/etc/ssl/certs ]; then
+  mkdir -p /etc/ssl/certs && mount --bind /host/etc/ssl/certs /etc/ssl/certs
+fi
 
 mkdir -p /run/dbus
 dbus-daemon --system --fork --nopidfile || finish "dbus-daemon failed"
