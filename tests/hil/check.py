@@ -142,6 +142,7 @@ def scenario_blood_pressure(run):
 def scenario_glucose(run):
     measurements, stored, _, disconnects = simulator_report(run)["meter"]
     expected = measurements + stored
+    expect(disconnects >= 1, "the scenario dropped no link")
     obs = observations(run)
     groups = by_code(obs)
     expect(set(groups) <= GLUCOSE_CODES, f"unexpected Observation codes {sorted(map(str, groups))}")
@@ -155,8 +156,7 @@ def scenario_glucose(run):
     confirmed = int(re.findall(r"\d+", progress_file.read_text())[-1])
     expect(confirmed == expected, f"confirmed sequence {confirmed}, expected {expected} (every record)")
     log = gateway_log(run)
-    sessions = log.count("starting device session")
-    expect(disconnects == 1 and sessions >= 2, f"{sessions} connection(s) for {disconnects} link drop(s)")
+    expect("BLE device disconnected" in log, "the gateway never saw the link drop")
     # RACP op code 2 = Delete Stored Records; the meter's response Success means it deleted.
     deletes = [line for line in log.splitlines() if "RACP response" in line and "request_op_code=2" in line]
     expect(deletes, "the gateway never deleted records on the meter (no RACP delete response)")
@@ -167,12 +167,52 @@ def scenario_glucose(run):
     )
 
 
+def received_times(obs):
+    """Seconds (float, from the first) at which the gateway received each Observation's value."""
+    from datetime import datetime
+
+    def parse(text):
+        # 2026-11-29T03:26:34.701017277Z: Python parses microseconds at most.
+        head, _, frac = text.rstrip("Z").partition(".")
+        return datetime.fromisoformat(head).timestamp() + float("0." + (frac or "0"))
+
+    times = sorted(parse(o["effectiveDateTime"]) for o in obs)
+    return [t - times[0] for t in times]
+
+
+# Values a peripheral sends in the first moments of a new connection, before the gateway has
+# subscribed again, are dropped by the central's BlueZ (docs/HIL.md, "Findings"): at most this
+# many seconds' worth of the backlog may be missing after a reconnection.
+RECONNECT_LOSS_SECONDS = 8
+
+
 def scenario_reconnect(run):
-    n, disconnects = heart_rate(run, serial="HIL-HR-2")
-    sessions = gateway_log(run).count("starting device session")
+    measurements, _, _, disconnects = simulator_report(run)["strap"]
     expect(disconnects == 1, f"the simulator reported {disconnects} link drops, expected 1")
-    expect(sessions >= 2, f"the gateway connected {sessions} time(s), expected a reconnection")
-    return f"link dropped once, {sessions} connections, {n} of {n} heart-rate values arrived once"
+    log = gateway_log(run)
+    # Values measured after the drop can only arrive over a new connection.
+    expect("BLE device disconnected" in log, "the gateway never saw the link drop: expected a reconnection")
+    obs = observations(run)
+    groups = by_code(obs)
+    expect(set(groups) == {HEART_RATE}, f"unexpected Observation codes {sorted(map(str, groups))}")
+    for o in obs:
+        quantity_ok(o.get("valueQuantity"), "/min", 60, 150, "heart rate")
+    distinct_identifiers(obs)
+    device_serial_seen(run, "HIL-HR-2")
+    times = received_times(obs)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    outage = max(gaps, default=0)
+    expect(outage >= 2, f"no outage seen in the arrival times (largest gap {outage:.1f} s)")
+    index = gaps.index(outage) + 1
+    after = len(times) - index
+    expect(index >= 5 and after >= 5, f"{index} values before and {after} after the outage: expected both sides")
+    lost = measurements - len(obs)
+    expect(lost >= 0, f"{len(obs)} Observations for {measurements} values sent: duplicates")
+    expect(lost <= 2 * RECONNECT_LOSS_SECONDS, f"{lost} of {measurements} values lost, more than the reconnection window allows")
+    return (
+        f"link dropped and came back ({outage:.1f} s without values); {len(obs)} of {measurements} "
+        f"values arrived ({index} before, {after} after), {lost} lost at the reconnection"
+    )
 
 
 SCENARIOS = {

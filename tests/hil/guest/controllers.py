@@ -12,6 +12,7 @@ Prints "controllers ready" once both vhci devices are open.
 
 import asyncio
 import logging
+import os
 import sys
 
 from bumble import core
@@ -65,5 +66,6 @@ if __name__ == "__main__":
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
         sys.exit(64)
-    logging.basicConfig(level=logging.WARNING, format="bumble %(levelname)s %(name)s: %(message)s")
+    debug = bool(os.environ.get("HIL_BUMBLE_DEBUG"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="bumble %(levelname)s %(name)s: %(message)s")
     asyncio.run(main(sys.argv[1:]))

@@ -47,17 +47,22 @@ if [ ! -e /etc/ssl/certs/ca-certificates.crt ] && [ -d /host/etc/ssl/certs ]; th
   mkdir -p /etc/ssl/certs && mount --bind /host/etc/ssl/certs /etc/ssl/certs
 fi
 
+if [ -n "${HIL_DEBUG:-}" ]; then
+  # HCI traffic of both controllers, as text (btmon is in Debian's bluez package).
+  btmon >"$logs/btmon.log" 2>&1 &
+fi
+
 mkdir -p /run/dbus
 dbus-daemon --system --fork --nopidfile || finish "dbus-daemon failed"
 
 # Bumble's controllers: the package directory lives on the host (built for Python 3.11, the
 # guest's Debian python3).
-PYTHONPATH="$H$HIL_BUMBLE" python3 "$H$HIL_REPO/tests/hil/guest/controllers.py" \
+HIL_BUMBLE_DEBUG=${HIL_BUMBLE_DEBUG:-} PYTHONPATH="$H$HIL_BUMBLE" python3 "$H$HIL_REPO/tests/hil/guest/controllers.py" \
   "$HIL_CENTRAL_ADDRESS" "$HIL_PERIPHERAL_ADDRESS" >"$logs/controllers.log" 2>&1 &
 wait_for 30 "hci0 and hci1" test -e /sys/class/bluetooth/hci1
 say "controllers up: $(ls /sys/class/bluetooth | tr '\n' ' ')"
 
-/usr/libexec/bluetooth/bluetoothd -n ${HIL_BLUETOOTHD_DEBUG:+-d} >"$logs/bluetoothd.log" 2>&1 &
+/usr/libexec/bluetooth/bluetoothd -n ${HIL_DEBUG:+-d} >"$logs/bluetoothd.log" 2>&1 &
 bluez_up() {
   dbus-send --system --print-reply --dest=org.bluez /org/bluez/hci1 \
     org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:Address
@@ -80,25 +85,45 @@ sim=$!
 gateway=$!
 say "simulator and gateway started"
 
-wait "$sim"
-sim_rc=$?
-say "simulator exited $sim_rc"
-
-# Uploads follow within a second or two on loopback: wait until the double's Observation count
-# has stayed the same for HIL_SETTLE seconds (at most HIL_DRAIN seconds).
+# Uploads follow within a second or two on loopback: the double's Observation count must stay
+# the same for HIL_SETTLE seconds (at most HIL_DRAIN seconds of waiting).
 count() { cat /hil/fhir/observations.count 2>/dev/null || echo 0; }
-last=$(count) stable=0 waited=0
-while [ "$stable" -lt "$((${HIL_SETTLE:-3} * 10))" ] && [ "$waited" -lt "$((${HIL_DRAIN:-30} * 10))" ]; do
-  sleep 0.1
-  now=$(count)
-  if [ "$now" = "$last" ]; then stable=$((stable + 1)); else stable=0 last=$now; fi
-  waited=$((waited + 1))
-done
-say "double holds $(count) Observations"
-
-kill -TERM "$gateway"
-wait "$gateway"
-gateway_rc=$?
+settle() {
+  last=$(count) stable=0 waited=0
+  while [ "$stable" -lt "$((${HIL_SETTLE:-2} * 10))" ] && [ "$waited" -lt "$((${HIL_DRAIN:-30} * 10))" ]; do
+    sleep 0.1
+    now=$(count)
+    if [ "$now" = "$last" ]; then stable=$((stable + 1)); else stable=0 last=$now; fi
+    waited=$((waited + 1))
+  done
+}
+running() { kill -0 "$1" 2>/dev/null; }
+if [ -n "${HIL_STOP_AFTER:-}" ]; then
+  # Stop the gateway once its log shows HIL_STOP_AFTER (and uploads settled), while the
+  # peripheral is still there: the scenario's end then cannot race a reconnection.
+  until grep -q "$HIL_STOP_AFTER" "$logs/gateway.log" 2>/dev/null || ! running "$sim"; do sleep 0.2; done
+  say "gateway log shows '$HIL_STOP_AFTER' (or the simulator ended)"
+  settle
+  say "double holds $(count) Observations"
+  kill -TERM "$gateway"
+  wait "$gateway"
+  gateway_rc=$?
+  # The rest of the scenario only kept the peripheral present: end it (Ctrl-C ends a play
+  # early and still prints the report of what was sent).
+  kill -INT "$sim" 2>/dev/null
+  wait "$sim"
+  sim_rc=$?
+  say "simulator exited $sim_rc"
+else
+  wait "$sim"
+  sim_rc=$?
+  say "simulator exited $sim_rc"
+  settle
+  say "double holds $(count) Observations"
+  kill -TERM "$gateway"
+  wait "$gateway"
+  gateway_rc=$?
+fi
 kill -TERM "$double"
 wait "$double"
 double_rc=$?
