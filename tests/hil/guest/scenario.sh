@@ -78,12 +78,22 @@ set -a
 set +a
 say "FHIR test double up"
 
+# Each gateway log line gets the guest's uptime in front (the plain format has no time), to
+# line it up with guest.log and btmon.
+mkfifo /tmp/gateway.fifo
+while IFS= read -r line; do
+  echo "$(cut -d' ' -f1 /proc/uptime) $line"
+done </tmp/gateway.fifo >"$logs/gateway.log" &
+"$H$HIL_GATEWAY_BIN" run --config "$H$HIL_REPO/tests/hil/gateway.toml" >/tmp/gateway.fifo 2>&1 &
+gateway=$!
+# The scenario's clock starts once the gateway scans, so its start-up time (a debug build
+# under UML: a few seconds) does not eat into the scenario.
+wait_for 60 "the gateway's BLE discovery" grep -q "BLE discovery started" "$logs/gateway.log"
+say "gateway scanning"
 "$H$HIL_GATEWAY_BIN" simulate --scenario "$H$HIL_SCENARIO" --target ble:hci1 \
   --speed "${HIL_SPEED:-1}" >"$logs/simulate.log" 2>&1 &
 sim=$!
-"$H$HIL_GATEWAY_BIN" run --config "$H$HIL_REPO/tests/hil/gateway.toml" >"$logs/gateway.log" 2>&1 &
-gateway=$!
-say "simulator and gateway started"
+say "simulator started"
 
 # Uploads follow within a second or two on loopback: the double's Observation count must stay
 # the same for HIL_SETTLE seconds (at most HIL_DRAIN seconds of waiting).
