@@ -48,8 +48,8 @@ fn main() -> ExitCode {
 
 async fn serve(keys: &Path, env_file: &Path, out: &Path) -> Result<(), String> {
     let key = generate_into_dir(keys, SigningAlg::ES384).map_err(|e| format!("key: {e}"))?;
-    let jwks = std::fs::read(&key.jwks_path)
-        .map_err(|e| format!("{}: {e}", key.jwks_path.display()))?;
+    let jwks =
+        std::fs::read(&key.jwks_path).map_err(|e| format!("{}: {e}", key.jwks_path.display()))?;
     let jwks = serde_json::from_slice(&jwks).map_err(|e| format!("JWKS: {e}"))?;
     let double = test_double::start(TestDoubleOptions::new(CLIENT_ID, jwks))
         .await
@@ -87,7 +87,10 @@ async fn serve(keys: &Path, env_file: &Path, out: &Path) -> Result<(), String> {
     let stored = double
         .dump_to_dir(out)
         .map_err(|e| format!("dump to {}: {e}", out.display()))?;
-    println!("hil_fhir_double: {stored} resources written to {}", out.display());
+    println!(
+        "hil_fhir_double: {stored} resources written to {}",
+        out.display()
+    );
     double.shutdown().await;
     Ok(())
 }

@@ -109,7 +109,10 @@ fn checker_accepts_every_value_sent_once() {
 fn checker_refuses_a_lost_value() {
     let (ok, out) = FakeRun::heart_rate(3, &[72.0, 74.0]).check("heart-rate");
     assert!(!ok, "{out}");
-    assert!(out.contains("2 heart-rate Observations, the device sent 3"), "{out}");
+    assert!(
+        out.contains("2 heart-rate Observations, the device sent 3"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -122,7 +125,11 @@ fn checker_refuses_a_value_out_of_the_streams_range() {
 #[test]
 fn checker_refuses_a_guest_that_did_not_complete() {
     let run = FakeRun::heart_rate(1, &[72.0]);
-    write(run.dir.path(), "guest.result", "timeout waiting for hci0 and hci1\n");
+    write(
+        run.dir.path(),
+        "guest.result",
+        "timeout waiting for hci0 and hci1\n",
+    );
     let (ok, out) = run.check("heart-rate");
     assert!(!ok, "{out}");
     assert!(out.contains("timeout waiting for hci0"), "{out}");
