@@ -92,7 +92,7 @@ wait_for 60 "the gateway's BLE discovery" grep -q "BLE discovery started" "$logs
 say "gateway scanning"
 start_simulator() {
   "$H$HIL_GATEWAY_BIN" simulate --scenario "$H$HIL_SCENARIO" --target ble:hci1 \
-    --speed "${HIL_SPEED:-1}" >"$logs/simulate.log" 2>&1 &
+    --speed "${HIL_SPEED:-1}" ${HIL_EXPECT:+--loop} >"$logs/simulate.log" 2>&1 &
   sim=$!
   say "simulator started"
 }
@@ -124,7 +124,25 @@ settle() {
   done
 }
 running() { kill -0 "$1" 2>/dev/null; }
-if [ -n "${HIL_STOP_AFTER:-}" ]; then
+if [ -n "${HIL_EXPECT:-}" ]; then
+  # The scenario idles after its last value (--loop, a `slow` fault): stop once the double
+  # holds HIL_EXPECT Observations and they settled, or after HIL_PLAY_LIMIT seconds (a loss
+  # then fails the check), while the peripheral is still there.
+  waited=0
+  while [ "$(count)" -lt "$HIL_EXPECT" ] && [ "$waited" -lt "$((${HIL_PLAY_LIMIT:-40} * 5))" ] && running "$sim"; do
+    sleep 0.2
+    waited=$((waited + 1))
+  done
+  settle
+  say "double holds $(count) Observations (expected $HIL_EXPECT)"
+  kill -TERM "$gateway"
+  wait "$gateway"
+  gateway_rc=$?
+  kill -INT "$sim" 2>/dev/null
+  wait "$sim"
+  sim_rc=$?
+  say "simulator exited $sim_rc"
+elif [ -n "${HIL_STOP_AFTER:-}" ]; then
   # Stop the gateway once its log shows HIL_STOP_AFTER (and uploads settled), while the
   # peripheral is still there: the scenario's end then cannot race a reconnection.
   until grep -q "$HIL_STOP_AFTER" "$logs/gateway.log" 2>/dev/null || ! running "$sim"; do sleep 0.2; done
