@@ -103,6 +103,14 @@ impl PeripheralState {
         *pending = kept;
     }
 
+    /// Forgets every subscription: after the device dropped its links, bluetoothd may keep a
+    /// notify session open a while and accept values for nobody (seen on the real stack,
+    /// tests/hil `reconnect`: 12 of 40 heart-rate values lost). Values then wait for the next
+    /// subscription, as they do before the first one.
+    async fn forget_subscriptions(&self) {
+        self.notifiers.lock().await.clear();
+    }
+
     async fn subscribed(&self, uuid: u16, notifier: CharacteristicNotifier) {
         self.notifiers.lock().await.insert(uuid, notifier);
         self.wake.notify_one();
@@ -425,6 +433,9 @@ impl Target for BluerTarget {
                     s.advertising = None;
                 }
                 self.disconnect_all().await?;
+                if let Some(s) = &self.served {
+                    s.shared.forget_subscriptions().await;
+                }
             }
             Action::Reconnect => {
                 if let (Some(adapter), Some(s)) = (&self.adapter, self.served.as_mut()) {
