@@ -26,12 +26,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::auth::{AccessToken, AuthError, Authorizer};
-use super::client::{BundleReply, post_bundle};
-use super::retry::{Backoff, StatusClass, classify_status, entry_status};
+use super::client::{BundleReply, bundle_body, post_bundle};
+use super::reply::ReplyBundle;
+use super::retry::{Backoff, StatusClass, classify_status};
 use crate::fhir::{BundleOptions, UploadUnit, build_bundle};
 use crate::queue::{DurableQueue, QueueError, QueuedRecord, RecordId};
 use crate::telemetry::Telemetry;
@@ -54,6 +54,13 @@ pub struct UploadStatus {
     pub duplicates_or_updates: u64,
     pub dead_lettered: u64,
     pub consecutive_failures: u32,
+    /// Multi-record Bundles the server refused as a whole, which were then split into
+    /// one-record Bundles to find the bad record.
+    pub bundles_split: u64,
+    /// Set when a refused Bundle's records were all accepted one by one: the server limits
+    /// Bundle size, not content (Medplum: transactions of at most 8 conditional creates).
+    /// Uploads still work, one record per request; `upload.max_bundle_entries` fixes it.
+    pub bundle_size_limited: bool,
     /// Last error shown to the user (no PHI: statuses and OAuth error codes only).
     pub last_error: Option<String>,
 }
@@ -112,6 +119,8 @@ pub struct Uploader {
     status: watch::Sender<UploadStatus>,
     /// Records up to this id go one per Bundle (isolating a bad record).
     solo_until: Option<RecordId>,
+    /// `dead_lettered` when the isolation began and how many records the refused Bundle had.
+    isolation_started: Option<(u64, usize)>,
     rng: rand::rngs::StdRng,
     config_error_logged: bool,
     observer: Option<Arc<dyn UploadObserver>>,
@@ -138,6 +147,7 @@ impl Uploader {
             settings,
             status: watch::Sender::new(UploadStatus::default()),
             solo_until: None,
+            isolation_started: None,
             rng: rand::rngs::StdRng::from_os_rng(),
             config_error_logged: false,
             observer: None,
@@ -284,6 +294,7 @@ impl Uploader {
         good.truncate(take);
         units.truncate(take);
         let built = build_bundle(&units, &self.settings.bundle);
+        let body = bundle_body(built.json);
         self.set_status(|s| s.state = UploadState::Uploading);
 
         let mut reauthorised = false;
@@ -309,7 +320,7 @@ impl Uploader {
                 &self.http,
                 &self.settings.fhir_base_url,
                 &token.access_token,
-                &built.json,
+                body.clone(),
             )
             .await
             {
@@ -384,6 +395,29 @@ impl Uploader {
         Ok(())
     }
 
+    /// The records of a refused Bundle have been sent one by one. None refused (`dead` is this
+    /// step's count, not yet in the status): the server limits Bundle size, which the
+    /// configuration must say, or every Bundle is refused and split again.
+    fn isolation_ended(&mut self, dead: usize) {
+        let Some((dead_before, records)) = self.isolation_started.take() else {
+            return;
+        };
+        let dead_during = self.status.borrow().dead_lettered + dead as u64 - dead_before;
+        if dead_during > 0 {
+            return;
+        }
+        if !self.status.borrow().bundle_size_limited {
+            tracing::warn!(
+                records,
+                "the FHIR server refused a Bundle of {records} records but accepted each of them \
+                 alone: it limits Bundle size. Uploads go on one record per request until \
+                 upload.max_bundle_entries is set (Medplum: 8 for transactions) or \
+                 upload.bundle_type = \"batch\""
+            );
+        }
+        self.set_status(|s| s.bundle_size_limited = true);
+    }
+
     fn nack_all(&self, records: &[QueuedRecord], wait: Duration) -> Result<(), QueueError> {
         for r in records {
             self.queue.nack(r.id, wait)?;
@@ -421,7 +455,13 @@ impl Uploader {
                         "Bundle refused; isolating records"
                     );
                     self.solo_until = records.last().map(|r| r.id);
-                    self.count(|t| t.upload_settled(0, records.len(), 0));
+                    let dead_so_far = self.status.borrow().dead_lettered;
+                    self.isolation_started = Some((dead_so_far, records.len()));
+                    self.set_status(|s| s.bundles_split += 1);
+                    self.count(|t| {
+                        t.upload_bundle_split();
+                        t.upload_settled(0, records.len(), 0);
+                    });
                     return Ok(Step::Sent {
                         acked: 0,
                         dead: 0,
@@ -444,8 +484,8 @@ impl Uploader {
                 });
             }
         }
-        let body: Value = match serde_json::from_slice(&reply.body) {
-            Ok(v) => v,
+        let body = match ReplyBundle::parse(&reply.body) {
+            Ok(parsed) => parsed,
             Err(_) => {
                 self.count(|t| t.upload_failed(records.len(), "unparseable Bundle response"));
                 let wait = self.failure_wait(None, "unparseable Bundle response".into());
@@ -453,20 +493,14 @@ impl Uploader {
                 return Ok(Step::Wait(wait));
             }
         };
-        let entries = body.get("entry").and_then(Value::as_array);
-        let mut acks = Vec::new();
+        let mut acks = Vec::with_capacity(records.len());
         let mut confirmed = Vec::new();
         let (mut dead, mut retried, mut created) = (0, 0, 0u64);
         let retry_after = reply.retry_after;
         let mut transient = Vec::new();
         for ((record, unit), index) in records.iter().zip(units).zip(observation_entries) {
-            let response = entries
-                .and_then(|e| e.get(*index))
-                .and_then(|e| e.get("response"));
-            let status = response
-                .and_then(|r| r.get("status"))
-                .and_then(Value::as_str)
-                .and_then(entry_status);
+            let answer = body.entry(*index);
+            let status = answer.and_then(|a| a.status);
             match status.map(classify_status) {
                 Some(StatusClass::Success) => {
                     if status == Some(201) {
@@ -478,9 +512,9 @@ impl Uploader {
                     }
                 }
                 Some(StatusClass::Permanent) => {
-                    let outcome = response
-                        .and_then(|r| r.get("outcome"))
-                        .map_or_else(|| format!("entry status {status:?}"), Value::to_string);
+                    let outcome = answer
+                        .and_then(|a| a.outcome)
+                        .map_or_else(|| format!("entry status {status:?}"), str::to_owned);
                     self.queue.dead_letter(record.id, outcome)?;
                     dead += 1;
                 }
@@ -499,6 +533,7 @@ impl Uploader {
             && records.last().is_some_and(|r| r.id >= until)
         {
             self.solo_until = None;
+            self.isolation_ended(dead);
         }
         self.set_status(|s| {
             s.uploaded += created;
@@ -512,9 +547,13 @@ impl Uploader {
             }
             return Ok(Step::Wait(wait));
         }
+        let whole_bundle_stored = records.len() > 1 && acked == records.len();
         self.set_status(|s| {
             s.consecutive_failures = 0;
             s.last_error = None;
+            if whole_bundle_stored {
+                s.bundle_size_limited = false;
+            }
         });
         Ok(Step::Sent {
             acked,
