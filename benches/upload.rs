@@ -83,7 +83,8 @@ impl Shape {
             BundleType::Transaction => OBS_PER_TRANSACTION,
             BundleType::Batch => OBS_PER_BATCH,
         };
-        let per_bundle = arg("--per-bundle").map_or(default, |v| v.parse().expect("--per-bundle N"));
+        let per_bundle =
+            arg("--per-bundle").map_or(default, |v| v.parse().expect("--per-bundle N"));
         Self {
             bundle_type,
             per_bundle,

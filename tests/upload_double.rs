@@ -46,6 +46,8 @@ struct RigOptions {
     wrong_kid: bool,
     clock: Arc<dyn Clock>,
     max_tx_conditional: Option<usize>,
+    /// The double enforces `max_tx_conditional` but the uploader is not configured with it.
+    limit_not_configured: bool,
     /// Counts the uploader's events (the status endpoint's view).
     telemetry: Option<Arc<Telemetry>>,
 }
@@ -61,6 +63,7 @@ impl Default for RigOptions {
             wrong_kid: false,
             clock: Arc::new(SimulatedClock::new(0, true)),
             max_tx_conditional: None,
+            limit_not_configured: false,
             telemetry: None,
         }
     }
@@ -118,7 +121,9 @@ async fn rig(opts: RigOptions) -> Rig {
             fhir_base_url: double.fhir_base_url().to_owned(),
             bundle: opts.bundle,
             bundle_size: opts.bundle_size,
-            max_bundle_entries: opts.max_tx_conditional,
+            max_bundle_entries: opts
+                .max_tx_conditional
+                .filter(|_| !opts.limit_not_configured),
             backoff: Backoff {
                 base: Duration::from_millis(1),
                 cap: Duration::from_millis(5),
@@ -388,6 +393,61 @@ async fn medplum_limit_is_respected_with_max_bundle_entries() {
     rig.drain().await;
     assert_eq!(rig.double.count("Observation"), 20);
     assert_eq!(rig.double.stats().rejected, 0);
+}
+
+/// Without `max_bundle_entries` a Medplum-like server refuses every big transaction; the
+/// uploader still delivers everything (one record per Bundle) but must say so.
+#[tokio::test]
+async fn a_server_bundle_size_limit_is_surfaced_not_silent() {
+    let clock: Arc<dyn Clock> = Arc::new(SimulatedClock::new(0, true));
+    let telemetry = Arc::new(Telemetry::new(TelemetryOptions::default(), clock.clone()));
+    let mut rig = rig(RigOptions {
+        clock,
+        telemetry: Some(telemetry.clone()),
+        bundle_size: 10,
+        max_tx_conditional: Some(8),
+        limit_not_configured: true,
+        ..RigOptions::default()
+    })
+    .await;
+    // The double refuses transactions of more than 8 conditional creates, but the uploader
+    // is not told (no max_bundle_entries): 10 readings + 2 Devices are refused.
+    rig.enqueue(&units(10)).await;
+    rig.drain().await;
+    assert_eq!(rig.double.count("Observation"), 10, "nothing lost");
+    assert!(rig.queue.list_dead(10).expect("dead").is_empty());
+    let status = rig.uploader.status().borrow().clone();
+    assert_eq!(status.bundles_split, 1, "{status:?}");
+    assert!(status.bundle_size_limited, "{status:?}");
+    assert_eq!(telemetry.snapshot().upload.bundles_split, 1);
+    let metrics = vectorcare_gateway::telemetry::prometheus::render(&telemetry.snapshot());
+    assert!(
+        metrics.contains("vectorcare_upload_bundles_split_total 1"),
+        "{metrics}"
+    );
+}
+
+/// A Bundle refused because of one bad record is split too, but that is not a size limit.
+#[tokio::test]
+async fn a_bad_record_is_not_mistaken_for_a_size_limit() {
+    let mut rig = rig(RigOptions::default()).await;
+    let good = units(3);
+    rig.enqueue(&good[..2]).await;
+    let mut bad: serde_json::Value = serde_json::to_value(&good[2]).expect("value");
+    let obs = bad["observation"]
+        .as_str()
+        .expect("text")
+        .replace("\"status\":\"final\"", "\"status\":\"bogus\"");
+    bad["observation"] = serde_json::Value::String(obs);
+    rig.queue
+        .append(vec![serde_json::to_vec(&bad).expect("ser")])
+        .await
+        .expect("append");
+    rig.drain().await;
+    let status = rig.uploader.status().borrow().clone();
+    assert_eq!(status.bundles_split, 1, "{status:?}");
+    assert_eq!(status.dead_lettered, 1, "{status:?}");
+    assert!(!status.bundle_size_limited, "{status:?}");
 }
 
 #[tokio::test]

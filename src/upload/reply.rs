@@ -85,7 +85,9 @@ mod tests {
         assert_eq!(bad.status, Some(400));
         assert_eq!(
             bad.outcome,
-            Some(r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}"#)
+            Some(
+                r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}"#
+            )
         );
         assert_eq!(reply.entry(3).expect("entry 3").status, Some(200));
         assert_eq!(reply.entry(4).expect("entry 4").status, None, "no status");
@@ -95,8 +97,9 @@ mod tests {
 
     #[test]
     fn escaped_status_text_is_read() {
-        let reply = ReplyBundle::parse(br#"{"entry":[{"response":{"status":"201 \u0043reated"}}]}"#)
-            .expect("parses");
+        let reply =
+            ReplyBundle::parse(br#"{"entry":[{"response":{"status":"201 \u0043reated"}}]}"#)
+                .expect("parses");
         assert_eq!(reply.entry(0).expect("entry").status, Some(201));
     }
 
