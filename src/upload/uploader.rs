@@ -3,7 +3,12 @@
 //! One loop, one bundle in flight. Per record: 2xx → `ack`; permanent 4xx → `dead_letter` with
 //! the OperationOutcome; 408/429/5xx/network → `nack` with backoff. A whole-Bundle permanent
 //! refusal of several records (a transaction fails as a unit) switches to one record per Bundle
-//! until those records are settled, so only the bad one is dead-lettered.
+//! until those records are settled, so only the bad one is dead-lettered. Such splits are
+//! counted (`bundles_split`); when every record of a split Bundle is then accepted alone, the
+//! server limits Bundle size rather than refusing content (Medplum: transactions of at most 8
+//! conditional creates), which is logged once and shown as `bundle_size_limited` until a
+//! multi-record Bundle is stored whole again, since uploads otherwise go on one record per
+//! request without anyone noticing.
 //!
 //! A server that is down is probed, not flooded: after a failure the uploader itself waits the
 //! backoff (full jitter, Retry-After as a floor) and then sends a single-record Bundle; full-size
