@@ -26,10 +26,33 @@
 //! records do not hold others back (the server answered them for good; they stay in the
 //! dead letters) and are never reported. Held-back confirmations live in memory: a crash loses
 //! them, which at worst makes a device send records again, never delete one too early.
+//!
+//! ## Grouped acks ([`AckGrouping`], issue #5)
+//! Each queue `ack` is one sled batch, and sled's background threads spend ≈ 230 µs of CPU per
+//! batch (docs/PERFORMANCE.md): with Bundles of 6 that was most of the uploader's CPU. So the
+//! ids the server confirmed are kept in `pending_acks` and applied to the queue in one `ack`
+//! once `records` of them have gathered or the oldest waited `max_delay`, and always when the
+//! queue has nothing more to send (`Step::Empty`), before any wait (`Step::Wait`: backoff,
+//! auth or clock problems), on shutdown and when the uploader is dropped.
+//! - Nothing is sent twice within a run: `peek_skipping` passes over the pending ids, so a
+//!   confirmed record is never put in another Bundle while its ack waits.
+//! - Nothing is lost by a crash: the queue's acks were already lazy (no fsync per ack, the
+//!   queue module's "At-least-once"), so a crash could already lose recent acks; it can now
+//!   lose at most `records` (or `max_delay` worth of) acks more. Each such record is sent again
+//!   after the restart, which conditional create / PUT on its deterministic identity makes
+//!   harmless (`tests/upload_peers.rs` proves it against Medplum and HAPI-style peers).
+//! - Nacks and dead letters are not grouped: they concern other records (a pending id is never
+//!   peeked, so never nacked or dead-lettered) and keep their meaning and timing.
+//! - Confirmations wait for the grouped ack: a pending record still counts as waiting in
+//!   `oldest_waiting`, so its unit stays held until the `ack` succeeded, as before.
+//!
+//! [`Uploader::new`] acks every Bundle at once ([`AckGrouping::IMMEDIATE`], which callers
+//! stepping the uploader by hand rely on); `build::uploader` (the daemon, the benchmark)
+//! groups ([`AckGrouping::DEFAULT`]).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -50,6 +73,29 @@ pub trait UploadObserver: Send + Sync {
 /// At most this many confirmations are held back behind an older waiting record; beyond it
 /// the oldest held ones are dropped (their records are fetched again later, nothing is lost).
 const MAX_HELD_CONFIRMATIONS: usize = 10_000;
+
+/// When the confirmed ids of consecutive Bundles are applied to the queue (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckGrouping {
+    /// Apply once this many confirmed records wait.
+    pub records: usize,
+    /// Apply once the oldest confirmed record waited this long.
+    pub max_delay: Duration,
+}
+
+impl AckGrouping {
+    /// One `ack` per Bundle, right after its reply.
+    pub const IMMEDIATE: AckGrouping = AckGrouping {
+        records: 1,
+        max_delay: Duration::ZERO,
+    };
+    /// What the daemon uses: at most 256 records or 1 s of acks are lost by a crash (resent,
+    /// harmlessly).
+    pub const DEFAULT: AckGrouping = AckGrouping {
+        records: 256,
+        max_delay: Duration::from_secs(1),
+    };
+}
 
 /// What the uploader is doing (for `status`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -135,6 +181,11 @@ pub struct Uploader {
     telemetry: Option<Arc<Telemetry>>,
     /// The token last used: a different one means the authorizer minted a new one.
     last_token: Option<Arc<AccessToken>>,
+    ack_grouping: AckGrouping,
+    /// Confirmed by the server, not yet acked in the queue (sorted ascending, module doc).
+    pending_acks: Vec<RecordId>,
+    /// When the oldest of `pending_acks` was confirmed.
+    pending_since: Option<Instant>,
 }
 
 impl Uploader {
@@ -159,7 +210,35 @@ impl Uploader {
             held: Vec::new(),
             telemetry: None,
             last_token: None,
+            ack_grouping: AckGrouping::IMMEDIATE,
+            pending_acks: Vec::new(),
+            pending_since: None,
         }
+    }
+
+    /// Groups the queue acks of consecutive Bundles (module doc, "Grouped acks").
+    #[must_use]
+    pub fn with_ack_grouping(mut self, grouping: AckGrouping) -> Self {
+        self.ack_grouping = grouping;
+        self
+    }
+
+    /// Applies the pending acks to the queue now, then reports the confirmations they release.
+    pub fn flush_acks(&mut self) -> Result<(), QueueError> {
+        if self.pending_acks.is_empty() {
+            return Ok(());
+        }
+        self.queue.ack(&self.pending_acks)?;
+        self.pending_acks.clear();
+        self.pending_since = None;
+        self.release_confirmations()
+    }
+
+    fn acks_due(&self) -> bool {
+        self.pending_acks.len() >= self.ack_grouping.records
+            || self
+                .pending_since
+                .is_some_and(|since| since.elapsed() >= self.ack_grouping.max_delay)
     }
 
     /// Counts this uploader's events in `telemetry` too.
@@ -195,7 +274,10 @@ impl Uploader {
                 Step::Wait(d) => d,
             };
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    self.flush_acks()?;
+                    return Ok(());
+                }
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -260,11 +342,22 @@ impl Uploader {
         wait
     }
 
-    /// One Bundle: peek, build, authorise, send, settle.
+    /// One Bundle: peek, build, authorise, send, settle. Pending acks are applied when due,
+    /// and always before `Step::Empty` or `Step::Wait` is returned (module doc).
     pub async fn step(&mut self) -> Result<Step, UploadError> {
+        let step = self.send_one().await?;
+        if !matches!(step, Step::Sent { .. }) || self.acks_due() {
+            self.flush_acks()?;
+        }
+        Ok(step)
+    }
+
+    async fn send_one(&mut self) -> Result<Step, UploadError> {
         // Older records may have settled since (dead-lettered, acked): release what waited.
         self.release_confirmations()?;
-        let records = self.queue.peek(self.settings.bundle_size)?;
+        let records = self
+            .queue
+            .peek_skipping(self.settings.bundle_size, &self.pending_acks)?;
         if records.is_empty() {
             self.set_status(|s| s.state = UploadState::Idle);
             return Ok(Step::Empty);
@@ -346,7 +439,13 @@ impl Uploader {
                 }
             }
         };
-        self.settle(&good, &units, &built.observation_entries, reply)
+        self.settle(
+            &good,
+            &units,
+            &built.observation_entries,
+            &built.status_entries,
+            reply,
+        )
     }
 
     fn auth_failure(&mut self, e: AuthError) -> Duration {
@@ -435,6 +534,7 @@ impl Uploader {
         records: &[QueuedRecord],
         units: &[UploadUnit],
         observation_entries: &[usize],
+        status_entries: &[Option<usize>],
         reply: BundleReply,
     ) -> Result<Step, UploadError> {
         match classify_status(reply.status) {
@@ -503,9 +603,31 @@ impl Uploader {
         let (mut dead, mut retried, mut created) = (0, 0, 0u64);
         let retry_after = reply.retry_after;
         let mut transient = Vec::new();
-        for ((record, unit), index) in records.iter().zip(units).zip(observation_entries) {
-            let answer = body.entry(*index);
-            let status = answer.and_then(|a| a.status);
+        for (((record, unit), index), status_index) in records
+            .iter()
+            .zip(units)
+            .zip(observation_entries)
+            .zip(status_entries)
+        {
+            // A record is its measurement and, if any, its status-bits Observation: settled by
+            // the worse of the two answers (a refused status entry dead-letters the record, one
+            // that failed temporarily retries both; resending the stored one is harmless).
+            let (answer, status) = [Some(*index), *status_index]
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    let answer = body.entry(i);
+                    (answer, answer.and_then(|a| a.status))
+                })
+                // On a tie the measurement's answer counts (`created` is about it).
+                .reduce(|worst, next| {
+                    if settle_rank(next.1) > settle_rank(worst.1) {
+                        next
+                    } else {
+                        worst
+                    }
+                })
+                .expect("invariant: every record has its measurement entry");
             match status.map(classify_status) {
                 Some(StatusClass::Success) => {
                     if status == Some(201) {
@@ -529,8 +651,13 @@ impl Uploader {
                 }
             }
         }
-        self.queue.ack(&acks)?;
         let acked = acks.len();
+        if acked > 0 {
+            self.pending_since.get_or_insert_with(Instant::now);
+            self.pending_acks.extend(acks);
+            self.pending_acks.sort_unstable();
+            self.pending_acks.dedup();
+        }
         self.held.extend(confirmed);
         self.release_confirmations()?;
         self.count(|t| t.upload_settled(acked, retried, dead));
@@ -565,5 +692,24 @@ impl Uploader {
             dead,
             retried,
         })
+    }
+}
+
+impl Drop for Uploader {
+    /// Confirmed records are acked on the way out too; if that fails they are only sent again.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_acks() {
+            tracing::warn!("could not ack confirmed records at shutdown (they will be resent): {e}");
+        }
+    }
+}
+
+/// How bad an entry's answer is for settling its record: success < temporary or missing <
+/// permanent refusal.
+fn settle_rank(status: Option<u16>) -> u8 {
+    match status.map(classify_status) {
+        Some(StatusClass::Success) => 0,
+        Some(StatusClass::Permanent) => 2,
+        _ => 1,
     }
 }
