@@ -557,7 +557,9 @@ async fn grouped_acks_never_resend_within_a_run_and_are_applied_when_idle_or_dro
         Step::Sent { acked: 3, .. }
     ));
     assert_eq!(rig.queue.stats().expect("stats").depth, 3);
-    let Rig { queue, uploader, .. } = rig;
+    let Rig {
+        queue, uploader, ..
+    } = rig;
     drop(uploader);
     assert_eq!(queue.stats().expect("stats").depth, 0);
 }
@@ -587,7 +589,10 @@ async fn a_refused_status_bits_entry_dead_letters_its_record_instead_of_being_lo
         .find(|(name, _)| *name == "blood_pressure")
         .expect("blood pressure example");
     let unit = map_reading(&bp, &example_map_context(true)).expect("map");
-    assert!(unit.status_observation().is_some(), "the example sets status bits");
+    assert!(
+        unit.status_observation().is_some(),
+        "the example sets status bits"
+    );
     // The measurement is valid; its status-bits Observation is not (the server refuses it).
     let mut payload: serde_json::Value = serde_json::to_value(&unit).expect("value");
     let status_text = payload["status"]["observation"]
@@ -595,7 +600,10 @@ async fn a_refused_status_bits_entry_dead_letters_its_record_instead_of_being_lo
         .expect("status observation text")
         .to_owned();
     let broken = status_text.replace("\"status\":\"final\"", "\"status\":\"bogus\"");
-    assert_ne!(broken, status_text, "the status Observation has status final");
+    assert_ne!(
+        broken, status_text,
+        "the status Observation has status final"
+    );
     payload["status"]["observation"] = serde_json::Value::String(broken);
 
     let mut rig = rig(RigOptions {

@@ -416,6 +416,14 @@ fn peek_skipping_passes_over_the_given_ids_like_the_default_does() {
     q.nack(all[4], Duration::from_secs(3600)).expect("nack");
     let skip = [all[0], all[1], all[3]];
     let got = q.peek_skipping(2, &skip).expect("peek");
-    assert_eq!(ids(&got), vec![all[2].0, all[5].0], "skipped and delayed left out");
-    assert_eq!(q.stats().expect("stats").depth, 6, "skipping removes nothing");
+    assert_eq!(
+        ids(&got),
+        vec![all[2].0, all[5].0],
+        "skipped and delayed left out"
+    );
+    assert_eq!(
+        q.stats().expect("stats").depth,
+        6,
+        "skipping removes nothing"
+    );
 }

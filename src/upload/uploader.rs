@@ -699,7 +699,9 @@ impl Drop for Uploader {
     /// Confirmed records are acked on the way out too; if that fails they are only sent again.
     fn drop(&mut self) {
         if let Err(e) = self.flush_acks() {
-            tracing::warn!("could not ack confirmed records at shutdown (they will be resent): {e}");
+            tracing::warn!(
+                "could not ack confirmed records at shutdown (they will be resent): {e}"
+            );
         }
     }
 }
