@@ -1,7 +1,16 @@
 //! Upload benchmark (issue #5): drain N queued observations to the real FHIR peer (Medplum's
 //! router behind the Node wrapper, oidc-provider tokens; `scripts/install/fhir-server.sh`).
 //!
-//! `cargo bench --bench upload -- [--observations 100000]`
+//! `cargo bench --bench upload -- [--observations 100000] [--bundle transaction|batch]
+//! [--per-bundle N]`
+//!
+//! Bundle configurations (stated in the first line printed):
+//! - `transaction` (default): as configured for Medplum, transactions of 6 conditional-create
+//!   Observations + 2 Devices (`bundle_size = 6`, `max_bundle_entries = 8`: Medplum refuses
+//!   transactions of more than 8 conditional creates);
+//! - `batch`: `bundle_type = "batch"`, `bundle_size = N` (`--per-bundle`, default 48), no
+//!   entry limit (Medplum applies its 8-entry limit to transactions only, and resolves the
+//!   Devices' `urn:uuid` references in batches too).
 //!
 //! Two phases in one run, each against a fresh peer process (so both do the same creates):
 //! - baseline: the same Bundles, pre-built before timing, POSTed one at a time with a minimal
@@ -12,7 +21,9 @@
 //!
 //! Printed: wall time and observations/s of both, their ratio (goal ≥ 0.9), and the CPU time
 //! of THIS process per observation (getrusage; the server is another process, so its CPU is
-//! not included; goal ≤ 15 µs for the gateway), with the server's CPU per observation from
+//! not included; goal ≤ 15 µs for the gateway), split into the main thread (the uploader's
+//! loop and the HTTP client: one current-thread runtime) and the other threads (the queue's
+//! commit thread and sled's own I/O threads), with the server's CPU per observation from
 //! /proc for context. One Bundle is in flight at a time in both phases, as in the gateway.
 
 // Shared with tests/upload_peers.rs (fault injection and stats are unused here).
@@ -37,16 +48,61 @@ use vectorcare_hal::clock::SimulatedClock;
 
 const CLIENT_ID: &str = "gw-bench";
 /// Medplum refuses transactions with more than 8 conditional creates: 2 Devices + 6 readings.
-const OBS_PER_BUNDLE: usize = 6;
+const OBS_PER_TRANSACTION: usize = 6;
+const OBS_PER_BATCH: usize = 48;
 /// Readings sent to each fresh peer before timing (not counted).
 const WARM_UP: usize = 3000;
 
-fn observations_arg() -> usize {
+fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
-        .position(|a| a == "--observations")
+        .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map_or(100_000, |v| v.parse().expect("--observations N"))
+        .cloned()
+}
+
+fn observations_arg() -> usize {
+    arg("--observations").map_or(100_000, |v| v.parse().expect("--observations N"))
+}
+
+/// The Bundle configuration measured (both phases use the same).
+#[derive(Clone, Copy)]
+struct Shape {
+    bundle_type: BundleType,
+    per_bundle: usize,
+}
+
+impl Shape {
+    fn from_args() -> Self {
+        let bundle_type = match arg("--bundle").as_deref() {
+            None | Some("transaction") => BundleType::Transaction,
+            Some("batch") => BundleType::Batch,
+            Some(other) => panic!("--bundle transaction|batch, not {other}"),
+        };
+        let default = match bundle_type {
+            BundleType::Transaction => OBS_PER_TRANSACTION,
+            BundleType::Batch => OBS_PER_BATCH,
+        };
+        let per_bundle =
+            arg("--per-bundle").map_or(default, |v| v.parse().expect("--per-bundle N"));
+        Self {
+            bundle_type,
+            per_bundle,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.bundle_type {
+            BundleType::Transaction => format!(
+                "transactions of {} conditional-create Observations + 2 Devices (max_bundle_entries = 8)",
+                self.per_bundle
+            ),
+            BundleType::Batch => format!(
+                "batches of {} conditional-create Observations + 2 Devices (no entry limit)",
+                self.per_bundle
+            ),
+        }
+    }
 }
 
 /// `n` distinct heart-rate readings from one strap (one gateway + one device per Bundle).
@@ -67,10 +123,19 @@ fn units(n: usize) -> Vec<UploadUnit> {
 
 /// User + system CPU time of this process.
 fn cpu_self() -> Duration {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// User + system CPU time of the calling thread (the bench's current-thread runtime).
+fn cpu_main_thread() -> Duration {
+    rusage(libc::RUSAGE_THREAD)
+}
+
+fn rusage(who: libc::c_int) -> Duration {
     // SAFETY: getrusage only writes into the struct we pass.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: valid pointer to a rusage struct.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let rc = unsafe { libc::getrusage(who, &mut usage) };
     assert_eq!(rc, 0, "getrusage");
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
@@ -94,19 +159,54 @@ fn cpu_of(pid: u32) -> Duration {
 struct Phase {
     wall: Duration,
     cpu: Duration,
+    main_cpu: Duration,
     server_cpu: Duration,
+}
+
+/// Starts the clocks of a phase.
+struct Timer {
+    cpu: Duration,
+    main_cpu: Duration,
+    server_cpu: Duration,
+    wall: Instant,
+    pid: u32,
+}
+
+impl Timer {
+    fn start(peers: &NodePeers) -> Self {
+        Self {
+            cpu: cpu_self(),
+            main_cpu: cpu_main_thread(),
+            server_cpu: cpu_of(peers.pid()),
+            wall: Instant::now(),
+            pid: peers.pid(),
+        }
+    }
+
+    fn stop(self) -> Phase {
+        Phase {
+            wall: self.wall.elapsed(),
+            cpu: cpu_self() - self.cpu,
+            main_cpu: cpu_main_thread() - self.main_cpu,
+            server_cpu: cpu_of(self.pid) - self.server_cpu,
+        }
+    }
 }
 
 fn upload_config(
     fhir_base: &str,
     key: &vectorcare_gateway::upload::keys::GeneratedKey,
+    shape: Shape,
 ) -> UploadConfig {
+    let bundle = match shape.bundle_type {
+        BundleType::Transaction => "max_bundle_entries = 8\nbundle_type = \"transaction\"",
+        BundleType::Batch => "bundle_type = \"batch\"",
+    };
     let text = format!(
         "fhir_base_url = {fhir_base:?}\nclient_id = {CLIENT_ID:?}\nprivate_key = {:?}\n\
-         active_kid = {:?}\nalg = \"ES384\"\nbundle_size = {OBS_PER_BUNDLE}\n\
-         max_bundle_entries = 8\nbundle_type = \"transaction\"\n\
+         active_kid = {:?}\nalg = \"ES384\"\nbundle_size = {}\n{bundle}\n\
          write_mode = \"conditional_create\"\n",
-        key.private_key_path, key.kid
+        key.private_key_path, key.kid, shape.per_bundle
     );
     let raw: RawUploadConfig = toml::from_str(&text).expect("toml");
     let mut problems = Problems::new();
@@ -114,24 +214,29 @@ fn upload_config(
 }
 
 /// Warms the Node peer's JIT with other readings, so neither phase pays for it.
-async fn warm_up(peers: &NodePeers, cfg: &UploadConfig, n: usize) {
+async fn warm_up(peers: &NodePeers, cfg: &UploadConfig, shape: Shape, n: usize) {
     let warm: Vec<UploadUnit> = units(n + WARM_UP).split_off(n);
-    baseline(peers, cfg, &warm).await;
+    baseline(peers, cfg, shape, &warm).await;
 }
 
-async fn baseline(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -> Phase {
+async fn baseline(
+    peers: &NodePeers,
+    cfg: &UploadConfig,
+    shape: Shape,
+    units: &[UploadUnit],
+) -> Phase {
     let opts = BundleOptions {
-        bundle_type: BundleType::Transaction,
+        bundle_type: shape.bundle_type,
         write_mode: WriteMode::ConditionalCreate,
     };
     let bundles: Vec<bytes::Bytes> = units
-        .chunks(OBS_PER_BUNDLE)
+        .chunks(shape.per_bundle)
         .map(|c| bytes::Bytes::from(build_bundle(c, &opts).json.get().to_owned()))
         .collect();
     let (_, auth) = build::authorizer(cfg, Arc::new(SimulatedClock::new(0, true))).expect("auth");
     let token = auth.token().await.expect("token").access_token.clone();
     let http = reqwest::Client::new();
-    let (cpu0, server0, t0) = (cpu_self(), cpu_of(peers.pid()), Instant::now());
+    let timer = Timer::start(peers);
     for body in bundles {
         let r = http
             .post(&peers.fhir_base)
@@ -144,11 +249,7 @@ async fn baseline(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -
         assert!(r.status().is_success(), "baseline POST: {}", r.status());
         let _ = r.bytes().await.expect("body");
     }
-    Phase {
-        wall: t0.elapsed(),
-        cpu: cpu_self() - cpu0,
-        server_cpu: cpu_of(peers.pid()) - server0,
-    }
+    timer.stop()
 }
 
 async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -> Phase {
@@ -163,7 +264,7 @@ async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) ->
     }
     let mut uploader = build::uploader(cfg, queue.clone(), Arc::new(SimulatedClock::new(0, true)))
         .expect("uploader");
-    let (cpu0, server0, t0) = (cpu_self(), cpu_of(peers.pid()), Instant::now());
+    let timer = Timer::start(peers);
     loop {
         match uploader.step().await.expect("step") {
             Step::Sent { .. } => {}
@@ -175,11 +276,7 @@ async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) ->
             ),
         }
     }
-    let phase = Phase {
-        wall: t0.elapsed(),
-        cpu: cpu_self() - cpu0,
-        server_cpu: cpu_of(peers.pid()) - server0,
-    };
+    let phase = timer.stop();
     let status = uploader.status().borrow().clone();
     assert_eq!(
         status.uploaded as usize,
@@ -192,10 +289,12 @@ async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) ->
 fn line(name: &str, n: usize, p: &Phase) {
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "{name:<9} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs  server CPU {:>7.1} µs/obs",
+        "{name:<9} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs (main thread {:>6.2}, other threads {:>6.2})  server CPU {:>7.1} µs/obs",
         p.wall.as_secs_f64(),
         n as f64 / p.wall.as_secs_f64(),
         per(p.cpu),
+        per(p.main_cpu),
+        per(p.cpu.saturating_sub(p.main_cpu)),
         per(p.server_cpu),
     );
 }
@@ -208,21 +307,23 @@ async fn main() {
     let key = generate_into_dir(keys.path(), SigningAlg::ES384).expect("key");
     let jwks: jsonwebtoken::jwk::JwkSet =
         serde_json::from_slice(&std::fs::read(&key.jwks_path).expect("jwks")).expect("jwks");
+    let shape = Shape::from_args();
     let units = units(n);
     println!(
-        "upload: {n} observations to Medplum (Node peer), transactions of {OBS_PER_BUNDLE} conditional-create Observations + 2 Devices, one Bundle in flight"
+        "upload: {n} observations to Medplum (Node peer), {}, one Bundle in flight",
+        shape.describe()
     );
 
     let peers = NodePeers::start(&PeerOptions::new(CLIENT_ID, jwks.clone()));
-    let cfg = upload_config(&peers.fhir_base, &key);
-    warm_up(&peers, &cfg, n).await;
-    let base = baseline(&peers, &cfg, &units).await;
+    let cfg = upload_config(&peers.fhir_base, &key, shape);
+    warm_up(&peers, &cfg, shape, n).await;
+    let base = baseline(&peers, &cfg, shape, &units).await;
     drop(peers);
     line("baseline", n, &base);
 
     let peers = NodePeers::start(&PeerOptions::new(CLIENT_ID, jwks));
-    let cfg = upload_config(&peers.fhir_base, &key);
-    warm_up(&peers, &cfg, n).await;
+    let cfg = upload_config(&peers.fhir_base, &key, shape);
+    warm_up(&peers, &cfg, shape, n).await;
     let gw = gateway(&peers, &cfg, &units).await;
     drop(peers);
     line("gateway", n, &gw);

@@ -15,7 +15,9 @@ use vectorcare_gateway::upload::auth::{AuthSettings, Authorizer};
 use vectorcare_gateway::upload::client::{HttpSettings, build_http_client};
 use vectorcare_gateway::upload::keys::{SigningAlg, SigningKey, generate_private_key_pem};
 use vectorcare_gateway::upload::retry::Backoff;
-use vectorcare_gateway::upload::uploader::{Step, UploadState, Uploader, UploaderSettings};
+use vectorcare_gateway::upload::uploader::{
+    AckGrouping, Step, UploadState, Uploader, UploaderSettings,
+};
 use vectorcare_hal::clock::{Clock, SimulatedClock};
 
 fn units(n: usize) -> Vec<UploadUnit> {
@@ -46,8 +48,11 @@ struct RigOptions {
     wrong_kid: bool,
     clock: Arc<dyn Clock>,
     max_tx_conditional: Option<usize>,
+    /// The double enforces `max_tx_conditional` but the uploader is not configured with it.
+    limit_not_configured: bool,
     /// Counts the uploader's events (the status endpoint's view).
     telemetry: Option<Arc<Telemetry>>,
+    ack_grouping: AckGrouping,
 }
 
 impl Default for RigOptions {
@@ -61,7 +66,9 @@ impl Default for RigOptions {
             wrong_kid: false,
             clock: Arc::new(SimulatedClock::new(0, true)),
             max_tx_conditional: None,
+            limit_not_configured: false,
             telemetry: None,
+            ack_grouping: AckGrouping::IMMEDIATE,
         }
     }
 }
@@ -118,7 +125,9 @@ async fn rig(opts: RigOptions) -> Rig {
             fhir_base_url: double.fhir_base_url().to_owned(),
             bundle: opts.bundle,
             bundle_size: opts.bundle_size,
-            max_bundle_entries: opts.max_tx_conditional,
+            max_bundle_entries: opts
+                .max_tx_conditional
+                .filter(|_| !opts.limit_not_configured),
             backoff: Backoff {
                 base: Duration::from_millis(1),
                 cap: Duration::from_millis(5),
@@ -127,7 +136,8 @@ async fn rig(opts: RigOptions) -> Rig {
             config_error_backoff: Duration::from_secs(3600),
             idle_poll: Duration::from_millis(10),
         },
-    );
+    )
+    .with_ack_grouping(opts.ack_grouping);
     if let Some(telemetry) = opts.telemetry {
         uploader = uploader.with_telemetry(telemetry);
     }
@@ -390,6 +400,61 @@ async fn medplum_limit_is_respected_with_max_bundle_entries() {
     assert_eq!(rig.double.stats().rejected, 0);
 }
 
+/// Without `max_bundle_entries` a Medplum-like server refuses every big transaction; the
+/// uploader still delivers everything (one record per Bundle) but must say so.
+#[tokio::test]
+async fn a_server_bundle_size_limit_is_surfaced_not_silent() {
+    let clock: Arc<dyn Clock> = Arc::new(SimulatedClock::new(0, true));
+    let telemetry = Arc::new(Telemetry::new(TelemetryOptions::default(), clock.clone()));
+    let mut rig = rig(RigOptions {
+        clock,
+        telemetry: Some(telemetry.clone()),
+        bundle_size: 10,
+        max_tx_conditional: Some(8),
+        limit_not_configured: true,
+        ..RigOptions::default()
+    })
+    .await;
+    // The double refuses transactions of more than 8 conditional creates, but the uploader
+    // is not told (no max_bundle_entries): 10 readings + 2 Devices are refused.
+    rig.enqueue(&units(10)).await;
+    rig.drain().await;
+    assert_eq!(rig.double.count("Observation"), 10, "nothing lost");
+    assert!(rig.queue.list_dead(10).expect("dead").is_empty());
+    let status = rig.uploader.status().borrow().clone();
+    assert_eq!(status.bundles_split, 1, "{status:?}");
+    assert!(status.bundle_size_limited, "{status:?}");
+    assert_eq!(telemetry.snapshot().upload.bundles_split, 1);
+    let metrics = vectorcare_gateway::telemetry::prometheus::render(&telemetry.snapshot());
+    assert!(
+        metrics.contains("vectorcare_upload_bundles_split_total 1"),
+        "{metrics}"
+    );
+}
+
+/// A Bundle refused because of one bad record is split too, but that is not a size limit.
+#[tokio::test]
+async fn a_bad_record_is_not_mistaken_for_a_size_limit() {
+    let mut rig = rig(RigOptions::default()).await;
+    let good = units(3);
+    rig.enqueue(&good[..2]).await;
+    let mut bad: serde_json::Value = serde_json::to_value(&good[2]).expect("value");
+    let obs = bad["observation"]
+        .as_str()
+        .expect("text")
+        .replace("\"status\":\"final\"", "\"status\":\"bogus\"");
+    bad["observation"] = serde_json::Value::String(obs);
+    rig.queue
+        .append(vec![serde_json::to_vec(&bad).expect("ser")])
+        .await
+        .expect("append");
+    rig.drain().await;
+    let status = rig.uploader.status().borrow().clone();
+    assert_eq!(status.bundles_split, 1, "{status:?}");
+    assert_eq!(status.dead_lettered, 1, "{status:?}");
+    assert!(!status.bundle_size_limited, "{status:?}");
+}
+
 #[tokio::test]
 async fn telemetry_counts_what_the_uploader_and_the_server_saw() {
     let clock: Arc<dyn Clock> = Arc::new(SimulatedClock::new(0, true));
@@ -443,5 +508,129 @@ async fn telemetry_counts_what_the_uploader_and_the_server_saw() {
     assert_eq!(
         status.uploaded + status.duplicates_or_updates,
         upload.successes
+    );
+}
+
+#[tokio::test]
+async fn grouped_acks_never_resend_within_a_run_and_are_applied_when_idle_or_dropped() {
+    let mut rig = rig(RigOptions {
+        bundle_size: 5,
+        ack_grouping: AckGrouping {
+            records: 20,
+            max_delay: Duration::from_secs(3600),
+        },
+        ..RigOptions::default()
+    })
+    .await;
+    rig.enqueue(&units(12)).await;
+    for (sent, stored) in [(5, 5), (5, 10), (2, 12)] {
+        let step = rig.uploader.step().await.expect("step");
+        assert_eq!(
+            step,
+            Step::Sent {
+                acked: sent,
+                dead: 0,
+                retried: 0
+            }
+        );
+        assert_eq!(rig.double.count("Observation"), stored);
+        // The acks wait (fewer than 20), so the records are still in the queue ...
+        assert_eq!(rig.queue.stats().expect("stats").depth, 12);
+    }
+    // ... but none was put in a second Bundle: 12 Observations + 2 Devices created, and the
+    // only duplicates are the 2 Devices that each later Bundle carries again.
+    let stats = rig.double.stats();
+    assert_eq!(
+        (stats.bundles, stats.accepted, stats.duplicate),
+        (3, 14, 4),
+        "{stats:?}"
+    );
+    // Nothing left to send: the pending acks are applied before saying so.
+    assert_eq!(rig.uploader.step().await.expect("step"), Step::Empty);
+    assert_eq!(rig.queue.stats().expect("stats").depth, 0);
+    assert_eq!(rig.double.stats().bundles, 3);
+
+    // Acks still pending when the uploader goes away (shutdown) are applied too.
+    rig.enqueue(&units(15)[12..]).await;
+    assert!(matches!(
+        rig.uploader.step().await.expect("step"),
+        Step::Sent { acked: 3, .. }
+    ));
+    assert_eq!(rig.queue.stats().expect("stats").depth, 3);
+    let Rig {
+        queue, uploader, ..
+    } = rig;
+    drop(uploader);
+    assert_eq!(queue.stats().expect("stats").depth, 0);
+}
+
+#[tokio::test]
+async fn grouped_acks_are_applied_once_the_group_is_full() {
+    let mut rig = rig(RigOptions {
+        bundle_size: 4,
+        ack_grouping: AckGrouping {
+            records: 8,
+            max_delay: Duration::from_secs(3600),
+        },
+        ..RigOptions::default()
+    })
+    .await;
+    rig.enqueue(&units(10)).await;
+    rig.uploader.step().await.expect("step");
+    assert_eq!(rig.queue.stats().expect("stats").depth, 10);
+    rig.uploader.step().await.expect("step");
+    assert_eq!(rig.queue.stats().expect("stats").depth, 2, "8 acks applied");
+}
+
+#[tokio::test]
+async fn a_refused_status_bits_entry_dead_letters_its_record_instead_of_being_lost() {
+    let (_, bp) = example_readings()
+        .into_iter()
+        .find(|(name, _)| *name == "blood_pressure")
+        .expect("blood pressure example");
+    let unit = map_reading(&bp, &example_map_context(true)).expect("map");
+    assert!(
+        unit.status_observation().is_some(),
+        "the example sets status bits"
+    );
+    // The measurement is valid; its status-bits Observation is not (the server refuses it).
+    let mut payload: serde_json::Value = serde_json::to_value(&unit).expect("value");
+    let status_text = payload["status"]["observation"]
+        .as_str()
+        .expect("status observation text")
+        .to_owned();
+    let broken = status_text.replace("\"status\":\"final\"", "\"status\":\"bogus\"");
+    assert_ne!(
+        broken, status_text,
+        "the status Observation has status final"
+    );
+    payload["status"]["observation"] = serde_json::Value::String(broken);
+
+    let mut rig = rig(RigOptions {
+        bundle: BundleOptions {
+            // Per-entry answers: the measurement is stored, its status entry refused.
+            bundle_type: BundleType::Batch,
+            write_mode: WriteMode::ConditionalCreate,
+        },
+        ..RigOptions::default()
+    })
+    .await;
+    rig.queue
+        .append(vec![
+            serde_json::to_vec(&payload).expect("ser"),
+            serde_json::to_vec(&units(1)[0]).expect("ser"),
+        ])
+        .await
+        .expect("append");
+    rig.drain().await;
+    let status = rig.uploader.status().borrow().clone();
+    assert_eq!(status.dead_lettered, 1, "{status:?}");
+    assert_eq!(status.uploaded, 1, "the heart rate: {status:?}");
+    let dead = rig.queue.list_dead(10).expect("dead");
+    assert_eq!(dead.len(), 1);
+    assert!(
+        dead[0].reason.contains("Observation.status"),
+        "the server's outcome is kept: {}",
+        dead[0].reason
     );
 }

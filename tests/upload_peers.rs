@@ -101,10 +101,15 @@ fn upload_config(fhir_base: &str, key: &Key, extra: &str) -> UploadConfig {
     } else {
         "max_bundle_entries = 8\n"
     };
+    let bundle_type = if extra.contains("bundle_type") {
+        ""
+    } else {
+        "bundle_type = \"transaction\"\n"
+    };
     let text = format!(
         "fhir_base_url = {fhir_base:?}\nclient_id = {CLIENT_ID:?}\nprivate_key = {:?}\n\
          active_kid = {:?}\nalg = {:?}\nbundle_size = 20\n{max_entries}\
-         bundle_type = \"transaction\"\nbackoff_base_ms = 1\nbackoff_cap_seconds = 1\n\
+         {bundle_type}backoff_base_ms = 1\nbackoff_cap_seconds = 1\n\
          config_error_backoff_seconds = 3600\nrequest_timeout_seconds = 10\n{extra}\n",
         key.generated.private_key_path,
         key.generated.kid,
@@ -752,4 +757,70 @@ async fn without_max_bundle_entries_medplum_refuses_big_transactions_and_nothing
     let stats = rig.peers.stats(&rig.http).await;
     assert_eq!(stats["bundles"], 10, "1 refused + 9 single-record: {stats}");
     rig.assert_one_per_reading(&batch).await;
+    // ...and says so: every record of the refused Bundle was then accepted alone.
+    assert_eq!(status.bundles_split, 1, "{status:?}");
+    assert!(status.bundle_size_limited, "{status:?}");
+}
+
+/// `bundle_type = "batch"` (the benchmark's larger-Bundle configuration): Medplum applies its
+/// 8-entry limit to transactions only, and resolves the Devices' urn:uuid references in a
+/// batch as well, so Bundles of 20 readings are stored whole, each Observation once, pointing
+/// at a stored Device.
+#[tokio::test]
+async fn batches_of_20_to_medplum_store_each_reading_once_with_resolved_device_references() {
+    let key = key(SigningAlg::ES384);
+    let mut rig = start(
+        &PeerOptions::new(CLIENT_ID, key.jwks.clone()),
+        &key,
+        "bundle_type = \"batch\"\nmax_bundle_entries = 1000",
+        synced_clock(),
+    );
+    let batch = units(30);
+    rig.enqueue(&batch).await;
+    let steps = rig.drain().await;
+    let status = rig.status();
+    assert_eq!(
+        (status.uploaded, status.dead_lettered),
+        (30, 0),
+        "{status:?}"
+    );
+    assert_eq!(status.bundles_split, 0, "{status:?}");
+    let stats = rig.peers.stats(&rig.http).await;
+    assert_eq!(stats["bundles"], 2, "20 + 10 readings: {stats} {steps:?}");
+    rig.assert_one_per_reading(&batch).await;
+    let token = rig.token().await;
+    let id = batch[0].identifier();
+    let found: Value = rig
+        .http
+        .get(rig.search_url(
+            "Observation",
+            &[("identifier", &format!("{}|{}", id.system, id.value))],
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("searchset");
+    let device = found["entry"][0]["resource"]["device"]["reference"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        device.starts_with("Device/"),
+        "unresolved reference {device:?}: {found}"
+    );
+    let device_id = &device["Device/".len()..];
+    let stored: Value = rig
+        .http
+        .get(format!("{}/Device/{device_id}", rig.peers.fhir_base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("read")
+        .json()
+        .await
+        .expect("device");
+    assert_eq!(stored["resourceType"], "Device", "{stored}");
 }

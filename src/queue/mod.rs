@@ -228,6 +228,19 @@ pub trait DurableQueue: Send + Sync {
     fn append(&self, payloads: Vec<Vec<u8>>) -> BoxFuture<'_, Result<Vec<RecordId>, QueueError>>;
     /// Up to `max` ready records in id order (delayed records are skipped).
     fn peek(&self, max: usize) -> Result<Vec<QueuedRecord>, QueueError>;
+    /// Like `peek`, but records whose id is in `skip` (sorted ascending) are passed over as if
+    /// they were not there: the uploader's acks that it has not applied yet (grouped acks,
+    /// `src/upload/uploader.rs`). An engine can skip them without decoding them.
+    fn peek_skipping(
+        &self,
+        max: usize,
+        skip: &[RecordId],
+    ) -> Result<Vec<QueuedRecord>, QueueError> {
+        let mut records = self.peek(max.saturating_add(skip.len()))?;
+        records.retain(|r| skip.binary_search(&r.id).is_err());
+        records.truncate(max);
+        Ok(records)
+    }
     /// Removes records the server confirmed. Unknown ids are ignored (acks are idempotent).
     fn ack(&self, ids: &[RecordId]) -> Result<(), QueueError>;
     /// An upload attempt failed temporarily: count it and hide the record for `retry_after`.

@@ -120,7 +120,7 @@ impl SledQueue {
         from: RecordId,
         max: usize,
     ) -> Result<Vec<QueuedRecord>, QueueError> {
-        self.scan_ready(from, max, None)
+        self.scan_ready(from, max, None, &[])
     }
 
     /// Quarantined entries (id, raw bytes) in order.
@@ -186,6 +186,7 @@ impl SledQueue {
         from: RecordId,
         max: usize,
         now: Option<Instant>,
+        skip: &[RecordId],
     ) -> Result<Vec<QueuedRecord>, QueueError> {
         let mut store = self.shared.store.lock();
         store.ensure_open()?;
@@ -199,6 +200,9 @@ impl SledQueue {
             }
             let (k, raw) = item.map_err(from_sled)?;
             let Some(id) = id_of(&k) else { continue };
+            if skip.binary_search(&RecordId(id)).is_ok() {
+                continue;
+            }
             if let (Some(now), Some(due)) = (now, store.delays.get(&id))
                 && *due > now
             {
@@ -290,7 +294,15 @@ impl DurableQueue for SledQueue {
     }
 
     fn peek(&self, max: usize) -> Result<Vec<QueuedRecord>, QueueError> {
-        self.scan_ready(RecordId(0), max, Some(Instant::now()))
+        self.scan_ready(RecordId(0), max, Some(Instant::now()), &[])
+    }
+
+    fn peek_skipping(
+        &self,
+        max: usize,
+        skip: &[RecordId],
+    ) -> Result<Vec<QueuedRecord>, QueueError> {
+        self.scan_ready(RecordId(0), max, Some(Instant::now()), skip)
     }
 
     fn ack(&self, ids: &[RecordId]) -> Result<(), QueueError> {

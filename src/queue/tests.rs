@@ -414,3 +414,25 @@ fn files_sled_cannot_read_as_its_own_are_corruption_not_a_temporary_error() {
     assert!(matches!(err, QueueError::Corrupt(_)), "{err:?}");
     assert!(!err.is_temporary());
 }
+
+#[test]
+fn peek_skipping_passes_over_the_given_ids_like_the_default_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = SledQueue::open(dir.path(), &cfg()).expect("open");
+    let all = q
+        .append_blocking((1..=6).map(payload).collect())
+        .expect("append");
+    q.nack(all[4], Duration::from_secs(3600)).expect("nack");
+    let skip = [all[0], all[1], all[3]];
+    let got = q.peek_skipping(2, &skip).expect("peek");
+    assert_eq!(
+        ids(&got),
+        vec![all[2].0, all[5].0],
+        "skipped and delayed left out"
+    );
+    assert_eq!(
+        q.stats().expect("stats").depth,
+        6,
+        "skipping removes nothing"
+    );
+}

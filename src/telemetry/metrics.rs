@@ -161,6 +161,7 @@ struct UploadCounters {
     successes: u64,
     retries: u64,
     dead_letters: u64,
+    bundles_split: u64,
     last_success: Option<SystemTime>,
 }
 
@@ -332,6 +333,11 @@ impl Telemetry {
         push_error(&mut state, now, "upload", error);
     }
 
+    /// The server refused a multi-record Bundle as a whole; its records go one by one.
+    pub fn upload_bundle_split(&self) {
+        self.state.lock().upload.bundles_split += 1;
+    }
+
     /// Records dead-lettered outside a Bundle reply (undecodable payloads).
     pub fn upload_dead_lettered(&self, records: usize) {
         self.state.lock().upload.dead_letters += records as u64;
@@ -458,6 +464,7 @@ impl Telemetry {
                 successes: state.upload.successes,
                 retries: state.upload.retries,
                 dead_letters: state.upload.dead_letters,
+                bundles_split: state.upload.bundles_split,
                 consecutive_failures: views.upload.as_ref().map_or(0, |u| u.consecutive_failures),
                 last_success_age_seconds: age(state.upload.last_success),
                 last_error: views.upload.as_ref().and_then(|u| u.last_error.clone()),

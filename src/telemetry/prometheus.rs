@@ -236,6 +236,13 @@ pub fn render(snapshot: &Snapshot) -> String {
         &[],
         u.dead_letters as f64,
     );
+    single(
+        o,
+        "vectorcare_upload_bundles_split_total",
+        "counter",
+        "Multi-record Bundles the FHIR server refused as a whole, then sent one record each.",
+        u.bundles_split as f64,
+    );
     family(
         o,
         "vectorcare_upload_consecutive_failures",

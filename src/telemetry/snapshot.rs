@@ -95,6 +95,9 @@ pub struct UploadView {
     pub retries: u64,
     /// Readings the server refused for good.
     pub dead_letters: u64,
+    /// Multi-record Bundles refused as a whole and split into one-record Bundles.
+    #[serde(default)]
+    pub bundles_split: u64,
     pub consecutive_failures: u32,
     pub last_success_age_seconds: Option<u64>,
     pub last_error: Option<String>,
@@ -160,6 +163,13 @@ pub(super) fn warnings(snapshot: &Snapshot, upload: Option<&UploadStatus>) -> Ve
             warnings.push("the FHIR server is failing; uploads are backing off".into())
         }
         _ => {}
+    }
+    if upload.is_some_and(|u| u.bundle_size_limited) {
+        warnings.push(
+            "the FHIR server limits Bundle size: readings go one per request; \
+             set upload.max_bundle_entries"
+                .into(),
+        );
     }
     if let Some(queue) = &snapshot.queue {
         if let Some(full) = &queue.full {

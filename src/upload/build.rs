@@ -11,7 +11,7 @@ use super::assertion::{AssertionSigner, MAX_LIFETIME};
 use super::auth::{AuthSettings, Authorizer};
 use super::client::{ClientBuildError, HttpSettings, build_http_client};
 use super::keys::{KeyError, load_private_key};
-use super::uploader::{Uploader, UploaderSettings};
+use super::uploader::{AckGrouping, Uploader, UploaderSettings};
 use crate::fhir::BundleOptions;
 use crate::queue::DurableQueue;
 
@@ -74,5 +74,5 @@ pub fn uploader(
         config_error_backoff: config.config_error_backoff,
         idle_poll: IDLE_POLL,
     };
-    Ok(Uploader::new(queue, http, auth, settings))
+    Ok(Uploader::new(queue, http, auth, settings).with_ack_grouping(AckGrouping::DEFAULT))
 }

@@ -138,19 +138,30 @@ pub fn error_chain(e: &reqwest::Error) -> String {
     message
 }
 
-/// POSTs a Bundle to the FHIR base with a bearer token.
+/// The Bundle text as a request body that a resend (after a 401) shares instead of copying.
+pub fn bundle_body(bundle: Box<RawValue>) -> bytes::Bytes {
+    bytes::Bytes::from(String::from(Box::<str>::from(bundle)))
+}
+
+/// POSTs a Bundle ([`bundle_body`]) to the FHIR base with a bearer token.
+///
+/// `Prefer: return=minimal` (FHIR R4 http §3.1.0.9, also for each batch/transaction entry)
+/// lets a server that honours it leave the created resources out of the response: the
+/// uploader reads only each entry's status and OperationOutcome ([`super::reply`]). Servers
+/// that ignore it (Medplum 4.5) answer in full, which is still read correctly.
 pub async fn post_bundle(
     http: &reqwest::Client,
     fhir_base_url: &str,
     bearer: &str,
-    bundle: &RawValue,
+    body: bytes::Bytes,
 ) -> Result<BundleReply, TransportError> {
     let response = http
         .post(fhir_base_url)
         .bearer_auth(bearer)
         .header(reqwest::header::CONTENT_TYPE, "application/fhir+json")
         .header(reqwest::header::ACCEPT, "application/fhir+json")
-        .body(bundle.get().to_owned())
+        .header("prefer", "return=minimal")
+        .body(body)
         .send()
         .await?;
     let status = response.status().as_u16();

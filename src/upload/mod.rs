@@ -10,6 +10,7 @@
 //! | `build.rs` | building client, authorizer and uploader from `UploadConfig` |
 //! | `auth.rs` | discovery, token requests, token cache, clock gate |
 //! | `client.rs` | the HTTP client (TLS, timeouts, pooling) and the Bundle POST |
+//! | `reply.rs` | reading a response Bundle: per-entry status and OperationOutcome only |
 //! | `retry.rs` | what a response means, backoff with full jitter, Retry-After |
 //! | `uploader.rs` | the drain loop: ack / dead-letter / nack, probing a down server |
 
@@ -19,6 +20,7 @@ pub mod build;
 pub mod client;
 pub mod config;
 pub mod keys;
+pub mod reply;
 pub mod retry;
 pub mod uploader;
 

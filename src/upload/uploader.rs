@@ -3,7 +3,12 @@
 //! One loop, one bundle in flight. Per record: 2xx → `ack`; permanent 4xx → `dead_letter` with
 //! the OperationOutcome; 408/429/5xx/network → `nack` with backoff. A whole-Bundle permanent
 //! refusal of several records (a transaction fails as a unit) switches to one record per Bundle
-//! until those records are settled, so only the bad one is dead-lettered.
+//! until those records are settled, so only the bad one is dead-lettered. Such splits are
+//! counted (`bundles_split`); when every record of a split Bundle is then accepted alone, the
+//! server limits Bundle size rather than refusing content (Medplum: transactions of at most 8
+//! conditional creates), which is logged once and shown as `bundle_size_limited` until a
+//! multi-record Bundle is stored whole again, since uploads otherwise go on one record per
+//! request without anyone noticing.
 //!
 //! A server that is down is probed, not flooded: after a failure the uploader itself waits the
 //! backoff (full jitter, Retry-After as a floor) and then sends a single-record Bundle; full-size
@@ -21,17 +26,40 @@
 //! records do not hold others back (the server answered them for good; they stay in the
 //! dead letters) and are never reported. Held-back confirmations live in memory: a crash loses
 //! them, which at worst makes a device send records again, never delete one too early.
+//!
+//! ## Grouped acks ([`AckGrouping`], issue #5)
+//! Each queue `ack` is one sled batch, and sled's background threads spend ≈ 230 µs of CPU per
+//! batch (docs/PERFORMANCE.md): with Bundles of 6 that was most of the uploader's CPU. So the
+//! ids the server confirmed are kept in `pending_acks` and applied to the queue in one `ack`
+//! once `records` of them have gathered or the oldest waited `max_delay`, and always when the
+//! queue has nothing more to send (`Step::Empty`), before any wait (`Step::Wait`: backoff,
+//! auth or clock problems), on shutdown and when the uploader is dropped.
+//! - Nothing is sent twice within a run: `peek_skipping` passes over the pending ids, so a
+//!   confirmed record is never put in another Bundle while its ack waits.
+//! - Nothing is lost by a crash: the queue's acks were already lazy (no fsync per ack, the
+//!   queue module's "At-least-once"), so a crash could already lose recent acks; it can now
+//!   lose at most `records` (or `max_delay` worth of) acks more. Each such record is sent again
+//!   after the restart, which conditional create / PUT on its deterministic identity makes
+//!   harmless (`tests/upload_peers.rs` proves it against Medplum and HAPI-style peers).
+//! - Nacks and dead letters are not grouped: they concern other records (a pending id is never
+//!   peeked, so never nacked or dead-lettered) and keep their meaning and timing.
+//! - Confirmations wait for the grouped ack: a pending record still counts as waiting in
+//!   `oldest_waiting`, so its unit stays held until the `ack` succeeded, as before.
+//!
+//! [`Uploader::new`] acks every Bundle at once ([`AckGrouping::IMMEDIATE`], which callers
+//! stepping the uploader by hand rely on); `build::uploader` (the daemon, the benchmark)
+//! groups ([`AckGrouping::DEFAULT`]).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::watch;
 
 use super::auth::{AccessToken, AuthError, Authorizer};
-use super::client::{BundleReply, post_bundle};
-use super::retry::{Backoff, StatusClass, classify_status, entry_status};
+use super::client::{BundleReply, bundle_body, post_bundle};
+use super::reply::ReplyBundle;
+use super::retry::{Backoff, StatusClass, classify_status};
 use crate::fhir::{BundleOptions, UploadUnit, build_bundle};
 use crate::queue::{DurableQueue, QueueError, QueuedRecord, RecordId};
 use crate::telemetry::Telemetry;
@@ -46,6 +74,29 @@ pub trait UploadObserver: Send + Sync {
 /// the oldest held ones are dropped (their records are fetched again later, nothing is lost).
 const MAX_HELD_CONFIRMATIONS: usize = 10_000;
 
+/// When the confirmed ids of consecutive Bundles are applied to the queue (module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckGrouping {
+    /// Apply once this many confirmed records wait.
+    pub records: usize,
+    /// Apply once the oldest confirmed record waited this long.
+    pub max_delay: Duration,
+}
+
+impl AckGrouping {
+    /// One `ack` per Bundle, right after its reply.
+    pub const IMMEDIATE: AckGrouping = AckGrouping {
+        records: 1,
+        max_delay: Duration::ZERO,
+    };
+    /// What the daemon uses: at most 256 records or 1 s of acks are lost by a crash (resent,
+    /// harmlessly).
+    pub const DEFAULT: AckGrouping = AckGrouping {
+        records: 256,
+        max_delay: Duration::from_secs(1),
+    };
+}
+
 /// What the uploader is doing (for `status`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UploadStatus {
@@ -54,6 +105,13 @@ pub struct UploadStatus {
     pub duplicates_or_updates: u64,
     pub dead_lettered: u64,
     pub consecutive_failures: u32,
+    /// Multi-record Bundles the server refused as a whole, which were then split into
+    /// one-record Bundles to find the bad record.
+    pub bundles_split: u64,
+    /// Set when a refused Bundle's records were all accepted one by one: the server limits
+    /// Bundle size, not content (Medplum: transactions of at most 8 conditional creates).
+    /// Uploads still work, one record per request; `upload.max_bundle_entries` fixes it.
+    pub bundle_size_limited: bool,
     /// Last error shown to the user (no PHI: statuses and OAuth error codes only).
     pub last_error: Option<String>,
 }
@@ -112,6 +170,8 @@ pub struct Uploader {
     status: watch::Sender<UploadStatus>,
     /// Records up to this id go one per Bundle (isolating a bad record).
     solo_until: Option<RecordId>,
+    /// `dead_lettered` when the isolation began and how many records the refused Bundle had.
+    isolation_started: Option<(u64, usize)>,
     rng: rand::rngs::StdRng,
     config_error_logged: bool,
     observer: Option<Arc<dyn UploadObserver>>,
@@ -121,6 +181,11 @@ pub struct Uploader {
     telemetry: Option<Arc<Telemetry>>,
     /// The token last used: a different one means the authorizer minted a new one.
     last_token: Option<Arc<AccessToken>>,
+    ack_grouping: AckGrouping,
+    /// Confirmed by the server, not yet acked in the queue (sorted ascending, module doc).
+    pending_acks: Vec<RecordId>,
+    /// When the oldest of `pending_acks` was confirmed.
+    pending_since: Option<Instant>,
 }
 
 impl Uploader {
@@ -138,13 +203,42 @@ impl Uploader {
             settings,
             status: watch::Sender::new(UploadStatus::default()),
             solo_until: None,
+            isolation_started: None,
             rng: rand::rngs::StdRng::from_os_rng(),
             config_error_logged: false,
             observer: None,
             held: Vec::new(),
             telemetry: None,
             last_token: None,
+            ack_grouping: AckGrouping::IMMEDIATE,
+            pending_acks: Vec::new(),
+            pending_since: None,
         }
+    }
+
+    /// Groups the queue acks of consecutive Bundles (module doc, "Grouped acks").
+    #[must_use]
+    pub fn with_ack_grouping(mut self, grouping: AckGrouping) -> Self {
+        self.ack_grouping = grouping;
+        self
+    }
+
+    /// Applies the pending acks to the queue now, then reports the confirmations they release.
+    pub fn flush_acks(&mut self) -> Result<(), QueueError> {
+        if self.pending_acks.is_empty() {
+            return Ok(());
+        }
+        self.queue.ack(&self.pending_acks)?;
+        self.pending_acks.clear();
+        self.pending_since = None;
+        self.release_confirmations()
+    }
+
+    fn acks_due(&self) -> bool {
+        self.pending_acks.len() >= self.ack_grouping.records
+            || self
+                .pending_since
+                .is_some_and(|since| since.elapsed() >= self.ack_grouping.max_delay)
     }
 
     /// Counts this uploader's events in `telemetry` too.
@@ -195,7 +289,10 @@ impl Uploader {
                 Err(e) => return Err(e),
             };
             tokio::select! {
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    self.flush_acks()?;
+                    return Ok(());
+                }
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -274,11 +371,22 @@ impl Uploader {
         wait
     }
 
-    /// One Bundle: peek, build, authorise, send, settle.
+    /// One Bundle: peek, build, authorise, send, settle. Pending acks are applied when due,
+    /// and always before `Step::Empty` or `Step::Wait` is returned (module doc).
     pub async fn step(&mut self) -> Result<Step, UploadError> {
+        let step = self.send_one().await?;
+        if !matches!(step, Step::Sent { .. }) || self.acks_due() {
+            self.flush_acks()?;
+        }
+        Ok(step)
+    }
+
+    async fn send_one(&mut self) -> Result<Step, UploadError> {
         // Older records may have settled since (dead-lettered, acked): release what waited.
         self.release_confirmations()?;
-        let records = self.queue.peek(self.settings.bundle_size)?;
+        let records = self
+            .queue
+            .peek_skipping(self.settings.bundle_size, &self.pending_acks)?;
         if records.is_empty() {
             self.set_status(|s| s.state = UploadState::Idle);
             return Ok(Step::Empty);
@@ -313,6 +421,7 @@ impl Uploader {
         good.truncate(take);
         units.truncate(take);
         let built = build_bundle(&units, &self.settings.bundle);
+        let body = bundle_body(built.json);
         self.set_status(|s| s.state = UploadState::Uploading);
 
         let mut reauthorised = false;
@@ -338,7 +447,7 @@ impl Uploader {
                 &self.http,
                 &self.settings.fhir_base_url,
                 &token.access_token,
-                &built.json,
+                body.clone(),
             )
             .await
             {
@@ -359,7 +468,13 @@ impl Uploader {
                 }
             }
         };
-        self.settle(&good, &units, &built.observation_entries, reply)
+        self.settle(
+            &good,
+            &units,
+            &built.observation_entries,
+            &built.status_entries,
+            reply,
+        )
     }
 
     fn auth_failure(&mut self, e: AuthError) -> Duration {
@@ -413,6 +528,29 @@ impl Uploader {
         Ok(())
     }
 
+    /// The records of a refused Bundle have been sent one by one. None refused (`dead` is this
+    /// step's count, not yet in the status): the server limits Bundle size, which the
+    /// configuration must say, or every Bundle is refused and split again.
+    fn isolation_ended(&mut self, dead: usize) {
+        let Some((dead_before, records)) = self.isolation_started.take() else {
+            return;
+        };
+        let dead_during = self.status.borrow().dead_lettered + dead as u64 - dead_before;
+        if dead_during > 0 {
+            return;
+        }
+        if !self.status.borrow().bundle_size_limited {
+            tracing::warn!(
+                records,
+                "the FHIR server refused a Bundle of {records} records but accepted each of them \
+                 alone: it limits Bundle size. Uploads go on one record per request until \
+                 upload.max_bundle_entries is set (Medplum: 8 for transactions) or \
+                 upload.bundle_type = \"batch\""
+            );
+        }
+        self.set_status(|s| s.bundle_size_limited = true);
+    }
+
     fn nack_all(&self, records: &[QueuedRecord], wait: Duration) -> Result<(), QueueError> {
         for r in records {
             self.queue.nack(r.id, wait)?;
@@ -425,6 +563,7 @@ impl Uploader {
         records: &[QueuedRecord],
         units: &[UploadUnit],
         observation_entries: &[usize],
+        status_entries: &[Option<usize>],
         reply: BundleReply,
     ) -> Result<Step, UploadError> {
         match classify_status(reply.status) {
@@ -450,7 +589,13 @@ impl Uploader {
                         "Bundle refused; isolating records"
                     );
                     self.solo_until = records.last().map(|r| r.id);
-                    self.count(|t| t.upload_settled(0, records.len(), 0));
+                    let dead_so_far = self.status.borrow().dead_lettered;
+                    self.isolation_started = Some((dead_so_far, records.len()));
+                    self.set_status(|s| s.bundles_split += 1);
+                    self.count(|t| {
+                        t.upload_bundle_split();
+                        t.upload_settled(0, records.len(), 0);
+                    });
                     return Ok(Step::Sent {
                         acked: 0,
                         dead: 0,
@@ -473,8 +618,8 @@ impl Uploader {
                 });
             }
         }
-        let body: Value = match serde_json::from_slice(&reply.body) {
-            Ok(v) => v,
+        let body = match ReplyBundle::parse(&reply.body) {
+            Ok(parsed) => parsed,
             Err(_) => {
                 self.count(|t| t.upload_failed(records.len(), "unparseable Bundle response"));
                 let wait = self.failure_wait(None, "unparseable Bundle response".into());
@@ -482,20 +627,36 @@ impl Uploader {
                 return Ok(Step::Wait(wait));
             }
         };
-        let entries = body.get("entry").and_then(Value::as_array);
-        let mut acks = Vec::new();
+        let mut acks = Vec::with_capacity(records.len());
         let mut confirmed = Vec::new();
         let (mut dead, mut retried, mut created) = (0, 0, 0u64);
         let retry_after = reply.retry_after;
         let mut transient = Vec::new();
-        for ((record, unit), index) in records.iter().zip(units).zip(observation_entries) {
-            let response = entries
-                .and_then(|e| e.get(*index))
-                .and_then(|e| e.get("response"));
-            let status = response
-                .and_then(|r| r.get("status"))
-                .and_then(Value::as_str)
-                .and_then(entry_status);
+        for (((record, unit), index), status_index) in records
+            .iter()
+            .zip(units)
+            .zip(observation_entries)
+            .zip(status_entries)
+        {
+            // A record is its measurement and, if any, its status-bits Observation: settled by
+            // the worse of the two answers (a refused status entry dead-letters the record, one
+            // that failed temporarily retries both; resending the stored one is harmless).
+            let (answer, status) = [Some(*index), *status_index]
+                .into_iter()
+                .flatten()
+                .map(|i| {
+                    let answer = body.entry(i);
+                    (answer, answer.and_then(|a| a.status))
+                })
+                // On a tie the measurement's answer counts (`created` is about it).
+                .reduce(|worst, next| {
+                    if settle_rank(next.1) > settle_rank(worst.1) {
+                        next
+                    } else {
+                        worst
+                    }
+                })
+                .expect("invariant: every record has its measurement entry");
             match status.map(classify_status) {
                 Some(StatusClass::Success) => {
                     if status == Some(201) {
@@ -507,9 +668,9 @@ impl Uploader {
                     }
                 }
                 Some(StatusClass::Permanent) => {
-                    let outcome = response
-                        .and_then(|r| r.get("outcome"))
-                        .map_or_else(|| format!("entry status {status:?}"), Value::to_string);
+                    let outcome = answer
+                        .and_then(|a| a.outcome)
+                        .map_or_else(|| format!("entry status {status:?}"), str::to_owned);
                     self.queue.dead_letter(record.id, outcome)?;
                     dead += 1;
                 }
@@ -519,8 +680,13 @@ impl Uploader {
                 }
             }
         }
-        self.queue.ack(&acks)?;
         let acked = acks.len();
+        if acked > 0 {
+            self.pending_since.get_or_insert_with(Instant::now);
+            self.pending_acks.extend(acks);
+            self.pending_acks.sort_unstable();
+            self.pending_acks.dedup();
+        }
         self.held.extend(confirmed);
         self.release_confirmations()?;
         self.count(|t| t.upload_settled(acked, retried, dead));
@@ -528,6 +694,7 @@ impl Uploader {
             && records.last().is_some_and(|r| r.id >= until)
         {
             self.solo_until = None;
+            self.isolation_ended(dead);
         }
         self.set_status(|s| {
             s.uploaded += created;
@@ -541,15 +708,40 @@ impl Uploader {
             }
             return Ok(Step::Wait(wait));
         }
+        let whole_bundle_stored = records.len() > 1 && acked == records.len();
         self.set_status(|s| {
             s.consecutive_failures = 0;
             s.last_error = None;
+            if whole_bundle_stored {
+                s.bundle_size_limited = false;
+            }
         });
         Ok(Step::Sent {
             acked,
             dead,
             retried,
         })
+    }
+}
+
+impl Drop for Uploader {
+    /// Confirmed records are acked on the way out too; if that fails they are only sent again.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush_acks() {
+            tracing::warn!(
+                "could not ack confirmed records at shutdown (they will be resent): {e}"
+            );
+        }
+    }
+}
+
+/// How bad an entry's answer is for settling its record: success < temporary or missing <
+/// permanent refusal.
+fn settle_rank(status: Option<u16>) -> u8 {
+    match status.map(classify_status) {
+        Some(StatusClass::Success) => 0,
+        Some(StatusClass::Permanent) => 2,
+        _ => 1,
     }
 }
 
