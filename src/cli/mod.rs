@@ -3,7 +3,6 @@
 
 use clap::{Parser, Subcommand};
 
-#[cfg(not(all(feature = "demo", feature = "simulator")))]
 pub mod absent;
 pub mod auth;
 pub mod decode;
