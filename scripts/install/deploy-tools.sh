@@ -53,7 +53,7 @@ fi
 # tests/deploy_deb.rs builds the package with cargo-deb (and with the dpkg-deb fallback).
 if ! have cargo-deb; then
     echo "deploy-tools: cargo install --locked cargo-deb@3.8.0"
-    # Its own target dir: never the project's CARGO_TARGET_DIR.
-    CARGO_TARGET_DIR="$(mktemp -d)" cargo install --locked cargo-deb@3.8.0
+    # Without CARGO_TARGET_DIR cargo install builds in a temporary dir and removes it.
+    env -u CARGO_TARGET_DIR cargo install --locked cargo-deb@3.8.0
 fi
 echo "deploy-tools: ready"
