@@ -25,7 +25,7 @@ inherit cargo cargo-update-recipe-crates systemd useradd
 # as the `dist` profile does for other builds. panic stays "unwind" (see Cargo.toml).
 export CARGO_PROFILE_RELEASE_LTO = "fat"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS = "1"
-export CARGO_PROFILE_RELEASE_OPT_LEVEL = "s"
+export CARGO_PROFILE_RELEASE_OPT_LEVEL = "z"
 
 # PACKAGECONFIG maps to cargo features through PACKAGECONFIG_CONFARGS ("--features x").
 # The build starts from --no-default-features (the device build: no demo/QA-only parts, see
