@@ -21,12 +21,12 @@
 //! | [`queue`] | the durable queue (sled): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
-//! | [`simulator`] | the device simulator (`simulate`, `demo`): TOML scenarios → hal's in-process devices, a BlueZ peripheral (`bluer`), ptys, MQTT; docs/SIMULATOR.md |
+//! | [`simulator`] | the device simulator (`simulate`, `demo`): TOML scenarios → hal's in-process devices, a BlueZ peripheral (`bluer`), ptys, MQTT; docs/SIMULATOR.md (`simulator` feature) |
 //! | [`telemetry`] | logging setup, and the one place counters/gauges live (metrics, 24 h history, Prometheus text) |
 //! | [`status`] | the local status endpoint: `/healthz`, `/metrics`, `/status` JSON, the HTML page; `[status]` config |
 //! | [`crypto`] | the ring-backed crypto provider for rustls and jsonwebtoken (`install_providers`) |
-//! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests |
-//! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline) |
+//! | [`test_double`] | a FHIR + SMART token server **test double** (not a real server) for the demo and tests (`demo` feature) |
+//! | [`cli`] | one file per command (`queue` inspects/repairs the queue offline); `absent` answers for commands a device build left out |
 //! | [`exit`] | process exit codes |
 //!
 //! ## Tasks
@@ -48,9 +48,11 @@ pub mod fhir;
 pub mod queue;
 pub mod reading;
 pub mod runtime;
+#[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod sources;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "demo")]
 pub mod test_double;
 pub mod upload;

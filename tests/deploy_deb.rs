@@ -1,7 +1,9 @@
-//! The Debian package built from Cargo.toml's `[package.metadata.deb]` by scripts/build-deb
-//! (dpkg-deb path, with the test-built binary so no release build is needed): metadata,
-//! conffiles, file list and modes, maintainer scripts, and that the packaged files are the
-//! repository's and the packaged binary runs.
+//! The Debian package built from Cargo.toml's `[package.metadata.deb]` by scripts/build-deb,
+//! once with cargo-deb and once through the dpkg-deb fallback (scripts/deb-assemble), both
+//! from the test-built binary so no release build is needed: metadata, conffiles, file list
+//! and modes, maintainer scripts, and that the packaged files are the repository's and the
+//! packaged binary runs. The arm64 package of the cross-built device binary is checked by
+//! scripts/cross-test.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,9 +37,30 @@ struct Built {
     root: PathBuf,
 }
 
-fn build() -> Built {
+#[derive(Clone, Copy, Debug)]
+enum Tool {
+    CargoDeb,
+    DpkgDeb,
+}
+
+fn build(tool: Tool) -> Built {
+    if matches!(tool, Tool::CargoDeb) {
+        let found = Command::new("cargo-deb").arg("--version").output();
+        assert!(
+            found.is_ok_and(|out| out.status.success()),
+            "cargo-deb is missing: run scripts/install/deploy-tools.sh (cargo install --locked cargo-deb)"
+        );
+    }
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(repo("scripts/build-deb"))
+    let mut build_deb = Command::new(repo("scripts/build-deb"));
+    match tool {
+        // gzip: cargo-deb's fast compression; the debug binary is large.
+        Tool::CargoDeb => build_deb.env("DEB_COMPRESSION", "gzip"),
+        Tool::DpkgDeb => build_deb
+            .env("DEB_TOOL", "dpkg-deb")
+            .env("DEB_COMPRESSION", "none"),
+    };
+    let out = build_deb
         .args([
             "amd64",
             "--binary",
@@ -45,8 +68,6 @@ fn build() -> Built {
         ])
         .arg("--out")
         .arg(dir.path())
-        .env("DEB_TOOL", "dpkg-deb")
-        .env("DEB_COMPRESSION", "none")
         .output()
         .expect("run scripts/build-deb");
     let stdout = ok(out, "scripts/build-deb");
@@ -61,8 +82,16 @@ fn build() -> Built {
 }
 
 #[test]
-fn package_metadata_files_and_scripts() {
-    let built = build();
+fn cargo_deb_package_metadata_files_and_scripts() {
+    check_package(&build(Tool::CargoDeb));
+}
+
+#[test]
+fn dpkg_deb_fallback_package_metadata_files_and_scripts() {
+    check_package(&build(Tool::DpkgDeb));
+}
+
+fn check_package(built: &Built) {
     let deb = built.deb.as_str();
     assert!(deb.ends_with(&format!(
         "vectorcare-gateway_{}-1_amd64.deb",
@@ -86,7 +115,9 @@ fn package_metadata_files_and_scripts() {
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             let path = cols.last()?.trim_start_matches('.');
-            Some((path.to_owned(), format!("{} {}", cols[0], cols[1])))
+            // cargo-deb writes numeric owners (0/0), dpkg-deb names (root/root).
+            let owner = cols[1].replace("0/0", "root/root");
+            Some((path.to_owned(), format!("{} {owner}", cols[0])))
         })
         .collect();
     let expect = [

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent installer for the deployment tests and builds. Installs only what is missing.
 #   scripts/install/deploy-tools.sh           what tests/deploy_*.rs need (scripts/test runs
-#                                             it): systemd tools, dpkg-deb, oelint-adv (PyPI)
+#                                             it): systemd tools, dpkg-deb, oelint-adv (PyPI),
+#                                             cargo-deb (crate registry; a few build minutes
+#                                             the first time)
 #   scripts/install/deploy-tools.sh --cross   also what scripts/cross-build/-test need:
 #                                             qemu-user, Debian cross gcc for arm64/armhf,
 #                                             rustup std for the device targets, zig +
 #                                             cargo-zigbuild (PyPI)
-# DEPLOY_TOOLS_CARGO_DEB=1 also runs `cargo install cargo-deb` (several build minutes);
-# scripts/build-deb works without it through dpkg-deb.
 set -euo pipefail
 
 cross=0
@@ -50,8 +50,10 @@ if ((${#pip_pkgs[@]})); then
     if have pyenv; then pyenv rehash; fi
 fi
 
-if [[ "${DEPLOY_TOOLS_CARGO_DEB:-0}" == 1 ]] && ! have cargo-deb; then
-    echo "deploy-tools: cargo install cargo-deb"
-    cargo install --locked cargo-deb
+# tests/deploy_deb.rs builds the package with cargo-deb (and with the dpkg-deb fallback).
+if ! have cargo-deb; then
+    echo "deploy-tools: cargo install --locked cargo-deb@3.8.0"
+    # Without CARGO_TARGET_DIR cargo install builds in a temporary dir and removes it.
+    env -u CARGO_TARGET_DIR cargo install --locked cargo-deb@3.8.0
 fi
 echo "deploy-tools: ready"

@@ -3,14 +3,17 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod absent;
 pub mod auth;
 pub mod decode;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod devices;
 pub mod keygen;
 pub mod queue;
 mod queue_export;
 pub mod run;
+#[cfg(feature = "simulator")]
 pub mod simulate;
 pub mod status;
 pub mod validate;
@@ -34,7 +37,11 @@ pub enum Command {
     /// Bluetooth LE devices: `devices scan` lists nearby health devices.
     Devices(devices::Args),
     /// Run the whole pipeline locally with simulated devices and a FHIR test double.
+    #[cfg(feature = "demo")]
     Demo(demo::Args),
+    /// Not in this build: it was built without the `demo` feature (device builds).
+    #[cfg(not(feature = "demo"))]
+    Demo(absent::Args),
     /// Inspect and repair the durable queue (daemon stopped).
     Queue(queue::Args),
     /// Generate a client signing key (ES384 or RS384) and the public JWKS to register.
@@ -42,7 +49,11 @@ pub enum Command {
     /// Check SMART Backend Services authorisation against the configured server.
     Auth(auth::Args),
     /// Play a device scenario (BLE, serial, MQTT) for QA rigs: see docs/SIMULATOR.md.
+    #[cfg(feature = "simulator")]
     Simulate(simulate::Args),
+    /// Not in this build: it was built without the `simulator` feature (device builds).
+    #[cfg(not(feature = "simulator"))]
+    Simulate(absent::Args),
     /// Ask the running daemon how it is: exit 0 healthy, 1 unhealthy, 69 unreachable.
     Status(status::Args),
 }
@@ -71,12 +82,18 @@ pub fn execute(cli: Cli) -> Outcome {
         Command::Run(args) => run::execute(args),
         Command::Validate(args) => validate::execute(args),
         Command::Decode(args) => decode::execute(args),
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::execute(args),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => Err(absent::failure("demo", "demo")),
         Command::Queue(args) => queue::execute(args),
         Command::Devices(args) => devices::execute(args),
         Command::Keygen(args) => keygen::execute(args),
         Command::Auth(args) => auth::execute(args),
+        #[cfg(feature = "simulator")]
         Command::Simulate(args) => simulate::execute(args),
+        #[cfg(not(feature = "simulator"))]
+        Command::Simulate(_) => Err(absent::failure("simulate", "simulator")),
         Command::Status(args) => status::execute(args),
     }
 }

@@ -85,12 +85,37 @@ pub fn execute(args: Args) -> Outcome {
     })
 }
 
+/// `--simulate-devices` in a build without the `simulator` feature (device builds): no value
+/// of this type exists, so the daemon never runs on simulated devices there.
+#[cfg(not(feature = "simulator"))]
+enum SimulatedDevices {}
+
+#[cfg(not(feature = "simulator"))]
+impl SimulatedDevices {
+    fn load(_path: &std::path::Path, _speed: f64) -> Result<Self, Failure> {
+        Err(super::absent::failure(
+            "run --simulate-devices",
+            "simulator",
+        ))
+    }
+
+    async fn start(
+        self,
+        _real: &Hardware,
+        _stop: Arc<tokio::sync::Notify>,
+    ) -> Result<(Hardware, std::future::Ready<()>), Failure> {
+        match self {}
+    }
+}
+
 /// `--simulate-devices`: a scenario's BLE and serial devices on hal's simulated hardware.
+#[cfg(feature = "simulator")]
 struct SimulatedDevices {
     scenario: crate::simulator::Scenario,
     speed: f64,
 }
 
+#[cfg(feature = "simulator")]
 impl SimulatedDevices {
     fn load(path: &std::path::Path, speed: f64) -> Result<Self, Failure> {
         use crate::simulator::scenario::ScenarioError;

@@ -3,6 +3,7 @@
 //! readings are durable. Also: the embedded broker for `demo` and a simulated device publisher.
 
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod embedded_broker;
 #[cfg(test)]
 mod mosquitto;

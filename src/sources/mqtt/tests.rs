@@ -12,7 +12,6 @@ use super::mosquitto::{Mosquitto, free_port};
 use super::*;
 use crate::config::Problems;
 use crate::reading::{Decimal, Kind, MeasuredValue, Reading};
-use crate::sources::IngestError;
 use crate::sources::test_sink::{self, Answer};
 
 const TOPIC: &str = "home/alice/vitals";
@@ -303,13 +302,16 @@ async fn broker_restart_reconnects_and_loses_nothing() {
     task.abort();
 }
 
+#[cfg(feature = "demo")]
 #[tokio::test]
 async fn embedded_broker_demo_path_and_queue_full_holds_the_ack() {
     let broker = embedded_broker::start().expect("embedded broker");
     let source = MqttSource::new(config(broker.port, ""), clock(), None);
     let mut status = source.status();
     let (sink, script, mut stored) = test_sink::sink();
-    script.set(Answer::Refuse(IngestError::QueueFull("test".into())));
+    script.set(Answer::Refuse(crate::sources::IngestError::QueueFull(
+        "test".into(),
+    )));
     let task = tokio::spawn(source.run(sink, std::future::pending()));
     wait_status(&mut status, "connected", |s| s.connected).await;
     let payloads = simulated::demo_vitals_payloads("2026-11-28T10:00:00Z");

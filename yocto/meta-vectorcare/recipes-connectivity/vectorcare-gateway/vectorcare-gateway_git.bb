@@ -25,17 +25,22 @@ inherit cargo cargo-update-recipe-crates systemd useradd
 # as the `dist` profile does for other builds. panic stays "unwind" (see Cargo.toml).
 export CARGO_PROFILE_RELEASE_LTO = "fat"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS = "1"
-export CARGO_PROFILE_RELEASE_OPT_LEVEL = "s"
+export CARGO_PROFILE_RELEASE_OPT_LEVEL = "z"
 
 # PACKAGECONFIG maps to cargo features through PACKAGECONFIG_CONFARGS ("--features x").
-# The crate has no optional features yet, so the entries only pull in runtime services.
+# The build starts from --no-default-features (the device build: no demo/QA-only parts, see
+# Cargo.toml [features]); `demo` (embedded MQTT broker + FHIR test double + `demo` command)
+# and `simulator` (`simulate`, BlueZ peripheral, `run --simulate-devices`) add them back,
+# e.g. for a QA image. ble/serial/mqtt-broker only pull in runtime services.
 PACKAGECONFIG ??= "ble serial"
 PACKAGECONFIG[ble] = ",,,bluez5"
 PACKAGECONFIG[serial] = ""
 PACKAGECONFIG[mqtt-broker] = ",,,mosquitto"
+PACKAGECONFIG[demo] = "--features demo"
+PACKAGECONFIG[simulator] = "--features simulator,,,bluez5"
 
 do_compile() {
-    oe_cargo_build ${PACKAGECONFIG_CONFARGS}
+    oe_cargo_build --no-default-features ${PACKAGECONFIG_CONFARGS}
 }
 
 USERADD_PACKAGES = "${PN}"
