@@ -1,5 +1,5 @@
 //! A fleet (issue #9): N gateway processes (`vectorcare-gateway run --simulate-devices`, one
-//! simulated BLE thermometer each, their own gateway id, patient, state directory and status
+//! simulated serial oximeter each, their own gateway id, patient, state directory and status
 //! port) upload to ONE Medplum behind the fault proxy. The proxy refuses connections for a
 //! while ("server down"), then recovers.
 //!
@@ -60,16 +60,10 @@ fn sliding_rates(times: &[Duration], from: Duration, to: Duration, window: Durat
 fn run(fleet: Fleet) {
     let servers = Servers::start(300);
     let generate_for = (fleet.warm_up + fleet.steady + fleet.outage + fleet.recovery).as_secs();
-    let address = "C0:FF:EE:09:00:01";
     let mut gateways: Vec<Gateway> = (0..fleet.gateways)
         .map(|i| {
-            let scenario = finite_scenario(
-                &[("thermo", "thermometer", address)],
-                fleet.interval_seconds,
-                generate_for,
-                100 + i as u64,
-            );
-            let mut spec = GatewaySpec::new(&format!("fleet-{i:03}"), scenario, &[address]);
+            let scenario = finite_scenario(1, fleet.interval_seconds, generate_for, 100 + i as u64);
+            let mut spec = GatewaySpec::new(&format!("fleet-{i:03}"), scenario, 1);
             spec.upload_extra = format!(
                 "backoff_base_ms = {}\nbackoff_cap_seconds = {}\n",
                 fleet.backoff_base_ms, fleet.backoff_cap_seconds
