@@ -205,12 +205,12 @@ fn fleet_outage_short() {
         warm_up: Duration::from_secs(10),
         steady: Duration::from_secs(20),
         outage: Duration::from_secs(20),
-        recovery: Duration::from_secs(25),
+        recovery: Duration::from_secs(30),
         window: Duration::from_secs(5),
         // Long enough that the probes after recovery spread (the 2x bound is a property of
         // cap vs. backlog, see docs/RELIABILITY.md "Fleet"), short enough for a 20-s outage.
         backoff_base_ms: 1000,
-        backoff_cap_seconds: 15,
+        backoff_cap_seconds: 20,
     });
 }
 

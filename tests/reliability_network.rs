@@ -277,6 +277,7 @@ fn retry_after_waits(events: &[Event]) -> Vec<(Duration, Duration)> {
 fn run(total: Duration, down_for: Duration, seed: u64) {
     let servers = Servers::start(TOKEN_TTL_SECONDS);
     // Two serial oximeters, a line (two readings) every 2 s each, for `total` of scenario time.
+    let generate_for = total.as_secs();
     let scenario = finite_scenario(2, 2, generate_for, seed);
     let mut spec = GatewaySpec::new("nf-hub-1", scenario, 2);
     spec.upload_extra = format!(
