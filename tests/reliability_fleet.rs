@@ -5,11 +5,13 @@
 //!
 //! Asserted: after recovery the request rate at the server (from the proxy log, in sliding
 //! windows) stays within 2× the steady rate measured before the outage — jittered backoff, no
-//! thundering herd — and every reading each gateway queued arrives exactly once.
+//! thundering herd — and every reading each gateway queued arrives exactly once (the fleet is
+//! stopped, each gateway restarted without devices to drain its queue, and the records ever
+//! appended to each queue are compared with the server's Observations for its patient).
 //!
-//!   short (normal run, ~2 min): cargo test --test reliability_fleet -- --nocapture
-//!   long (100 gateways, 5-minute outage, ~15 min):
-//!       cargo test --release --test reliability_fleet -- --ignored --nocapture
+//!   short (normal run, ~1.5 min): cargo test --test reliability_fleet -- --nocapture
+//!   long (100 gateways, 5-minute outage, ~17 min):
+//!       cargo test --test reliability_fleet -- --ignored --nocapture
 
 #[allow(dead_code)]
 #[path = "support/fault_proxy.rs"]
