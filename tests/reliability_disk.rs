@@ -156,7 +156,7 @@ fn full_disk_refuses_visibly_and_recovers_by_itself() {
         "listener {port} 127.0.0.1\nallow_anonymous true\nsys_interval 1\n",
     );
     let servers = Servers::start(300);
-    let mut spec = GatewaySpec::new("disk-hub", String::new(), &[]);
+    let mut spec = GatewaySpec::new("disk-hub", String::new(), 0);
     spec.scenario = None;
     spec.state_dir = Some(mnt.path().join("state"));
     spec.upload_extra = "backoff_base_ms = 500\nbackoff_cap_seconds = 4\n".into();

@@ -276,22 +276,10 @@ fn retry_after_waits(events: &[Event]) -> Vec<(Duration, Duration)> {
 
 fn run(total: Duration, down_for: Duration, seed: u64) {
     let servers = Servers::start(TOKEN_TTL_SECONDS);
-    // Two BLE devices, a reading every 2 s each, for `total` of scenario time (speed 1).
+    // Two serial oximeters, a line (two readings) every 2 s each, for `total` of scenario time.
     let generate_for = total.as_secs();
-    let scenario = finite_scenario(
-        &[
-            ("thermo", "thermometer", "C0:FF:EE:09:00:01"),
-            ("scale", "weight_scale", "C0:FF:EE:1D:00:01"),
-        ],
-        2,
-        generate_for,
-        seed,
-    );
-    let mut spec = GatewaySpec::new(
-        "nf-hub-1",
-        scenario,
-        &["C0:FF:EE:09:00:01", "C0:FF:EE:1D:00:01"],
-    );
+    let scenario = finite_scenario(2, 2, generate_for, seed);
+    let mut spec = GatewaySpec::new("nf-hub-1", scenario, 2);
     spec.upload_extra = format!(
         "backoff_base_ms = {}\nbackoff_cap_seconds = {}\nmax_retry_after_seconds = 30\n",
         BACKOFF_BASE.as_millis(),

@@ -187,22 +187,23 @@ impl Servers {
     }
 }
 
-/// A scenario with BLE `devices` (name, profile, address) measuring every `interval_seconds`
-/// (no jitter) that all drop off the air for good after `stop_after_seconds` of scenario
-/// time, so a test knows the stream is finite and can wait for it to drain.
+/// A scenario of `devices` simulated serial pulse oximeters (Masimo lines: SpO2 + pulse, two
+/// readings a line) printing every `interval_seconds` (no jitter), all unplugged for good after
+/// `stop_after_seconds` of scenario time — a serial device whose cable is out sends nothing —
+/// so a test knows the stream is finite and can wait for it to drain. (A BLE device would keep
+/// its values and deliver them when it reconnects.)
 pub fn finite_scenario(
-    devices: &[(&str, &str, &str)],
+    devices: usize,
     interval_seconds: u64,
     stop_after_seconds: u64,
     seed: u64,
 ) -> String {
     let mut text =
         format!("[scenario]\nname = \"netfaults\"\nseed = {seed}\nduration_seconds = 2592000\n");
-    for (i, (name, profile, address)) in devices.iter().enumerate() {
+    for i in 0..devices {
         text.push_str(&format!(
-            "\n[[devices]]\nname = \"{name}\"\ntransport = \"ble\"\nprofile = \"{profile}\"\n\
-             address = \"{address}\"\ninterval_seconds = {interval_seconds}\njitter = 0\n\
-             start_offset_seconds = {}\n\
+            "\n[[devices]]\nname = \"oximeter{i}\"\ntransport = \"serial\"\nprotocol = \"masimo\"\n\
+             interval_seconds = {interval_seconds}\njitter = 0\nstart_offset_seconds = {}\n\
              [[devices.faults]]\nat_seconds = {stop_after_seconds}\nkind = \"disconnect\"\n\
              duration_seconds = 2500000\n",
             1 + i as u64
@@ -219,8 +220,8 @@ pub struct GatewaySpec {
     /// Scenario TOML text (see [`finite_scenario`]) played with `--simulate-devices`; `None`
     /// runs without simulated devices (e.g. only an MQTT source).
     pub scenario: Option<String>,
-    /// BLE addresses the config lists (those of the scenario).
-    pub addresses: Vec<String>,
+    /// Simulated serial ports the config lists (one per device of the scenario).
+    pub serial_ports: usize,
     pub simulate_speed: f64,
     /// Extra lines for `[upload]` (backoff, timeouts...).
     pub upload_extra: String,
@@ -231,12 +232,12 @@ pub struct GatewaySpec {
 }
 
 impl GatewaySpec {
-    pub fn new(id: &str, scenario: String, addresses: &[&str]) -> Self {
+    pub fn new(id: &str, scenario: String, serial_ports: usize) -> Self {
         Self {
             id: id.to_owned(),
             patient: format!("Patient/{id}"),
             scenario: Some(scenario),
-            addresses: addresses.iter().map(|a| (*a).to_owned()).collect(),
+            serial_ports,
             simulate_speed: 1.0,
             upload_extra: String::new(),
             extra_sections: String::new(),
@@ -269,15 +270,21 @@ impl Gateway {
             .clone()
             .unwrap_or_else(|| dir.path().join("state"));
         let status_port = free_port();
-        let mut devices: String = spec
-            .addresses
-            .iter()
-            .map(|a| format!("[[sources.ble.devices]]\naddress = \"{a}\"\n"))
+        // hal's simulated serial opener hands the scenario's ports out in order, whatever the
+        // path; min_interval_seconds = 0 keeps every line.
+        let mut devices: String = (0..spec.serial_ports)
+            .map(|i| {
+                format!(
+                    "[[sources.serial.ports]]\npath = \"/dev/ttySIM{i}\"\n\
+                     device_id = \"serial:oximeter{i}\"\nformat = {{ type = \"masimo\" }}\n\
+                     min_interval_seconds = 0\n"
+                )
+            })
             .collect();
         if !devices.is_empty() {
             devices.insert_str(
                 0,
-                "[sources.ble]\nbackoff_initial_seconds = 1\nbackoff_max_seconds = 2\n\n",
+                "[sources.serial]\nreconnect_initial_ms = 200\nreconnect_max_ms = 1000\n\n",
             );
         }
         let config = format!(
