@@ -19,7 +19,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod shutdown;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::future::Future;
 use std::sync::Arc;

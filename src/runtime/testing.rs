@@ -1,6 +1,7 @@
 //! Test support for the runtime's unit tests: an in-memory queue and a plain reading.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -10,19 +11,31 @@ use crate::queue::{
 };
 use crate::reading::{DeviceIdentity, Kind, Reading, SourceKind};
 
-/// Stores payloads in memory; can refuse (`full`) and can take time per append (`delay`).
+/// Stores payloads in memory; can refuse appends (`full`), take time per append (`delay`) and
+/// fail its first `peek_refusals.1` peeks with `peek_refusals.0` (peeks are counted in `peeks`;
+/// otherwise a peek finds nothing).
 #[derive(Default)]
 pub struct MemoryQueue {
     pub stored: Mutex<Vec<Vec<u8>>>,
     pub appends: Mutex<usize>,
     pub full: Mutex<bool>,
     pub delay: Option<Duration>,
+    pub peek_refusals: Option<(fn() -> QueueError, usize)>,
+    pub peeks: AtomicUsize,
 }
 
 impl MemoryQueue {
     pub fn slow(delay: Duration) -> Self {
         Self {
             delay: Some(delay),
+            ..Self::default()
+        }
+    }
+
+    /// A queue whose first `times` peeks fail with `error()`.
+    pub fn refusing_peeks(error: fn() -> QueueError, times: usize) -> Self {
+        Self {
+            peek_refusals: Some((error, times)),
             ..Self::default()
         }
     }
@@ -50,7 +63,11 @@ impl DurableQueue for MemoryQueue {
         })
     }
     fn peek(&self, _: usize) -> Result<Vec<QueuedRecord>, QueueError> {
-        Ok(Vec::new())
+        let seen = self.peeks.fetch_add(1, Ordering::SeqCst);
+        match self.peek_refusals {
+            Some((error, times)) if seen < times => Err(error()),
+            _ => Ok(Vec::new()),
+        }
     }
     fn ack(&self, _: &[RecordId]) -> Result<(), QueueError> {
         Ok(())

@@ -747,62 +747,19 @@ fn settle_rank(status: Option<u16>) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
 
-    use futures::future::BoxFuture;
     use vectorcare_hal::clock::SimulatedClock;
 
     use super::*;
     use crate::fhir::{BundleType, WriteMode};
-    use crate::queue::{DeadLetter, FullReason, QueueStats};
+    use crate::queue::FullReason;
+    use crate::runtime::testing::MemoryQueue;
     use crate::upload::assertion::AssertionSigner;
     use crate::upload::auth::AuthSettings;
     use crate::upload::keys::{SigningAlg, SigningKey, generate_private_key_pem};
 
-    /// A queue whose `peek` fails with `error` the first `failures` times, then is empty.
-    struct RefusingQueue {
-        error: fn() -> QueueError,
-        failures: usize,
-        peeks: AtomicUsize,
-    }
-
-    impl DurableQueue for RefusingQueue {
-        fn append(&self, _: Vec<Vec<u8>>) -> BoxFuture<'_, Result<Vec<RecordId>, QueueError>> {
-            Box::pin(async { Ok(Vec::new()) })
-        }
-        fn peek(&self, _: usize) -> Result<Vec<QueuedRecord>, QueueError> {
-            if self.peeks.fetch_add(1, Ordering::SeqCst) < self.failures {
-                return Err((self.error)());
-            }
-            Ok(Vec::new())
-        }
-        fn ack(&self, _: &[RecordId]) -> Result<(), QueueError> {
-            Ok(())
-        }
-        fn nack(&self, _: RecordId, _: Duration) -> Result<(), QueueError> {
-            Ok(())
-        }
-        fn dead_letter(&self, _: RecordId, _: String) -> Result<(), QueueError> {
-            Ok(())
-        }
-        fn requeue_dead(&self, _: Option<RecordId>) -> Result<u64, QueueError> {
-            Ok(0)
-        }
-        fn purge_dead(&self) -> Result<u64, QueueError> {
-            Ok(0)
-        }
-        fn list_dead(&self, _: usize) -> Result<Vec<DeadLetter>, QueueError> {
-            Ok(Vec::new())
-        }
-        fn stats(&self) -> Result<QueueStats, QueueError> {
-            Ok(QueueStats::default())
-        }
-        fn oldest_waiting(&self) -> Result<Option<RecordId>, QueueError> {
-            Ok(None)
-        }
-    }
-
-    fn uploader(queue: Arc<RefusingQueue>) -> Uploader {
+    fn uploader(queue: Arc<MemoryQueue>) -> Uploader {
         crate::crypto::install_providers();
         let pem = generate_private_key_pem(SigningAlg::ES384).expect("key");
         let key = SigningKey::from_pem(pem.as_bytes(), SigningAlg::ES384).expect("key");
@@ -851,11 +808,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_disk_pauses_the_uploader_instead_of_stopping_it() {
-        let queue = Arc::new(RefusingQueue {
-            error: || QueueError::Full(FullReason::Disk("No space left on device".into())),
-            failures: 5,
-            peeks: AtomicUsize::new(0),
-        });
+        let queue = Arc::new(MemoryQueue::refusing_peeks(
+            || QueueError::Full(FullReason::Disk("No space left on device".into())),
+            5,
+        ));
         let uploader = uploader(queue.clone());
         let status = uploader.status();
         let result = uploader
@@ -875,11 +831,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_corrupt_queue_still_stops_the_uploader() {
-        let queue = Arc::new(RefusingQueue {
-            error: || QueueError::Corrupt("bad checksum".into()),
-            failures: 1,
-            peeks: AtomicUsize::new(0),
-        });
+        let queue = Arc::new(MemoryQueue::refusing_peeks(
+            || QueueError::Corrupt("bad checksum".into()),
+            1,
+        ));
         let result = uploader(queue.clone())
             .run(tokio::time::sleep(Duration::from_secs(30)))
             .await;
