@@ -5,20 +5,12 @@
 //! Needs CAP_SYS_ADMIN (root) to mount a tmpfs. Without it the test fails and says so; set
 //! `VECTORCARE_SKIP_MOUNT_TESTS=1` to skip it explicitly.
 
-use std::path::Path;
-use std::process::Command;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
 
 use vectorcare_gateway::queue::{
     DurableQueue, FullReason, QueueConfig, QueueError, RecordId, SledQueue,
 };
-
-struct Mount<'a>(&'a Path);
-
-impl Drop for Mount<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
-    }
-}
 
 fn payload(i: u64) -> Vec<u8> {
     format!(
@@ -30,21 +22,9 @@ fn payload(i: u64) -> Vec<u8> {
 
 #[test]
 fn disk_full_is_surfaced_and_recovers_after_space_is_freed() {
-    if std::env::var_os("VECTORCARE_SKIP_MOUNT_TESTS").is_some() {
-        eprintln!("skipped: VECTORCARE_SKIP_MOUNT_TESTS is set");
+    let Some(mnt) = tmpfs::TmpfsMount::new("8m") else {
         return;
-    }
-    let mnt = tempfile::tempdir().expect("tempdir");
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .expect("run mount(8)");
-    assert!(
-        status.success(),
-        "mounting a tmpfs needs root/CAP_SYS_ADMIN; set VECTORCARE_SKIP_MOUNT_TESTS=1 to skip"
-    );
-    let _mount = Mount(mnt.path());
+    };
     let data = mnt.path().join("data");
     let filler = mnt.path().join("filler");
 

@@ -26,24 +26,17 @@ mod netfault_gateway;
 #[allow(dead_code)]
 #[path = "support/node_peers.rs"]
 mod node_peers;
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use netfault_gateway::{Gateway, GatewaySpec, Servers, queue_stats, readings_stored, wait_for};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
-
-struct Mount<'a>(&'a Path);
-
-impl Drop for Mount<'_> {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0).status();
-    }
-}
 
 const STORE_COUNT_TOPIC: &str = "$SYS/broker/store/messages/count";
 
@@ -135,21 +128,9 @@ fn fill(path: &Path) -> u64 {
 
 #[test]
 fn full_disk_refuses_visibly_and_recovers_by_itself() {
-    if std::env::var_os("VECTORCARE_SKIP_MOUNT_TESTS").is_some() {
-        eprintln!("skipped: VECTORCARE_SKIP_MOUNT_TESTS is set");
+    let Some(mnt) = tmpfs::TmpfsMount::new("16m") else {
         return;
-    }
-    let mnt = tempfile::tempdir().expect("tempdir");
-    let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(mnt.path())
-        .status()
-        .expect("run mount(8)");
-    assert!(
-        status.success(),
-        "mounting a tmpfs needs root/CAP_SYS_ADMIN; set VECTORCARE_SKIP_MOUNT_TESTS=1 to skip"
-    );
-    let _mount = Mount(mnt.path());
+    };
     let filler = mnt.path().join("filler");
 
     let broker = mosquitto::Mosquitto::start(
