@@ -23,6 +23,10 @@
 //! example readings, mapped as the gateway maps them), in appends of 1000. The bench config
 //! raises `[queue] max_bytes`/`max_records` so that 1M readings fit (defaults: 512 MiB, 1M).
 
+#[path = "support/dir_size.rs"]
+mod dir_size;
+use dir_size::dir_size;
+
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -250,21 +254,6 @@ fn status_mib(pid: u32, field: &str) -> f64 {
             })
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

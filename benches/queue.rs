@@ -15,6 +15,10 @@
 //!
 //! The directory (default /var/tmp) must be on the storage device being measured, not tmpfs.
 
+#[path = "support/dir_size.rs"]
+mod dir_size;
+use dir_size::dir_size;
+
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -116,21 +120,6 @@ fn status_kib(field: &str) -> u64 {
 
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 fn mib(bytes: u64) -> f64 {
