@@ -1,6 +1,7 @@
 //! Process exit codes (sysexits.h values), so systemd and scripts can tell failures apart.
 //! `RestartPreventExitStatus=78 65` in the unit stops systemd restarting on bad configuration
-//! and on damaged queue files (`run` exits 65 then).
+//! and on damaged queue files (`run` exits 65 then). A panic exits 101 ([`PANIC`]), which
+//! systemd restarts.
 
 /// Success.
 pub const OK: u8 = 0;
@@ -16,3 +17,96 @@ pub const UNAVAILABLE: u8 = 69;
 pub const SOFTWARE: u8 = 70;
 /// The configuration is invalid: restarting will not help.
 pub const CONFIG: u8 = 78;
+
+/// A panic (a bug, in the gateway or a library): the panic hook exits with this code. It is
+/// Rust's usual exit code for a panic and not in the unit's `RestartPreventExitStatus`, so
+/// systemd restarts the gateway (docs/DEPLOY.md, "Panics").
+pub const PANIC: u8 = 101;
+
+/// Makes every panic, on any thread or task, end the process with one log line and [`PANIC`].
+///
+/// Device builds use `panic = "abort"` (Cargo.toml, profile `dist`), where a panic would end the
+/// process with SIGABRT and a core dump; other builds unwind, where tokio would contain a panic
+/// to its task and leave the gateway running without it. With this hook every build behaves
+/// the same: log, exit 101, systemd restarts. Nothing is lost: sources acknowledge a reading only
+/// after it is durably queued, and the queue is crash-safe (docs/DEPLOY.md).
+///
+/// The line names the code location only: a panic message can quote data (a value, an address),
+/// which must not reach the logs at error level.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        use std::io::Write as _;
+        let line = panic_line(info.location(), std::thread::current().name());
+        // Straight to stderr (journald): the tracing subscriber may be what panicked.
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        // `_exit`: no destructors or atexit handlers, which could block on state the panic left
+        // behind; durable data is already on disk.
+        // SAFETY: `_exit` only ends the process; it has no preconditions.
+        unsafe { libc::_exit(i32::from(PANIC)) }
+    }));
+}
+
+/// The single line the panic hook logs (plain `key=value` format, see telemetry::logging).
+fn panic_line(location: Option<&std::panic::Location<'_>>, thread: Option<&str>) -> String {
+    let at = location.map_or_else(|| "unknown".to_owned(), |l| format!("{}:{}", l.file(), l.line()));
+    format!(
+        "level=error target=vectorcare_gateway::exit location={at} thread={} msg=\"internal error (panic); exiting with {PANIC} so the service manager restarts the gateway\"\n",
+        thread.unwrap_or("unnamed")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "VECTORCARE_PANIC_HOOK_CHILD";
+
+    /// A panic inside a spawned tokio task — what bluez-async can do — ends the process with
+    /// [`PANIC`] and one line that leaves the panic message (possibly data) out. Runs itself as
+    /// a child process, since the hook ends the process.
+    #[test]
+    fn a_panicking_task_exits_with_the_panic_code_and_one_line() {
+        if std::env::var_os(CHILD).is_some() {
+            install_panic_hook();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .expect("runtime");
+            let _ = runtime.block_on(async {
+                tokio::spawn(async { panic!("heart rate 31337 from DE:AD:BE:EF") }).await
+            });
+            // Reached only if the hook did not end the process.
+            std::process::exit(0);
+        }
+        let exe = std::env::current_exe().expect("test executable");
+        let output = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "exit::tests::a_panicking_task_exits_with_the_panic_code_and_one_line",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the child");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(i32::from(PANIC)), "{stderr}");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("internal error (panic)"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(lines[0].contains("location=src/exit.rs:"), "{stderr}");
+        assert!(!stderr.contains("31337") && !stderr.contains("DE:AD"), "{stderr}");
+    }
+
+    #[test]
+    fn the_line_without_a_location_or_thread_name() {
+        assert_eq!(
+            panic_line(None, None),
+            format!(
+                "level=error target=vectorcare_gateway::exit location=unknown thread=unnamed msg=\"internal error (panic); exiting with {PANIC} so the service manager restarts the gateway\"\n"
+            )
+        );
+    }
+}

@@ -6,6 +6,8 @@ use clap::Parser;
 use vectorcare_gateway::{cli, exit};
 
 fn main() -> ExitCode {
+    // Before anything else: a panic anywhere logs one line and exits 101 (systemd restarts).
+    exit::install_panic_hook();
     let parsed = match cli::Cli::try_parse() {
         Ok(parsed) => parsed,
         Err(err) => {
