@@ -104,7 +104,7 @@ fn check_package(built: &Built) {
     assert_eq!(field("Architecture"), "amd64");
     assert_eq!(field("Section"), "net");
     let depends = field("Depends");
-    assert!(depends.contains("libc6 (>= 2.34)"), "{depends}");
+    assert!(depends.contains("libc6 (>= 2.36)"), "{depends}");
     assert!(depends.contains("systemd"), "{depends}");
     assert_eq!(field("Recommends"), "bluez");
     assert!(field("Description").contains("vectorcare-gateway.service"));

@@ -132,7 +132,7 @@ pub struct LogConfig {
 impl RawLogConfig {
     pub fn validate(&self, path: &str, problems: &mut Problems) -> Option<LogConfig> {
         let level = self.level.clone().unwrap_or_else(|| "info".into());
-        let level_ok = tracing_subscriber::EnvFilter::try_new(&level).is_ok();
+        let level_ok = crate::telemetry::logging::parse_filter(&level).is_ok();
         if !level_ok {
             problems.push(
                 join(path, "level"),

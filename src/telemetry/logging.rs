@@ -12,33 +12,50 @@ use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::config::{LogConfig, LogFormat};
 
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored), so
 /// tests and commands can call it freely. Logs go to stderr; stdout is kept for command output.
 pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = parse_filter(&config.level)
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
     let human = match config.format {
         LogFormat::Human => true,
         LogFormat::Plain => false,
         LogFormat::Auto => std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     let _ = if human {
-        builder.with_target(false).compact().try_init()
+        builder
+            .with_target(false)
+            .compact()
+            .finish()
+            .with(filter)
+            .try_init()
     } else {
         builder
             .with_ansi(false)
             .event_format(PlainFormat)
+            .finish()
+            .with(filter)
             .try_init()
     };
+}
+
+/// Parses a log filter: comma-separated `level` or `target=level` directives, e.g.
+/// `info,vectorcare_gateway::upload=debug` (the `RUST_LOG` syntax without span/field filters).
+///
+/// `Targets` rather than `EnvFilter`: the same directives minus `[span{field}]` filters, without
+/// the regex engine `EnvFilter` links in (binary size, docs/PERFORMANCE.md "Binary size").
+pub fn parse_filter(directives: &str) -> Result<Targets, tracing_subscriber::filter::ParseError> {
+    directives.parse()
 }
 
 /// Logging for commands that run before any configuration is loaded.
@@ -129,6 +146,22 @@ fn quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_directives() {
+        use tracing::Level;
+        let targets = parse_filter("info,vectorcare_gateway::upload=debug").expect("valid");
+        assert!(targets.would_enable("vectorcare_gateway::upload::client", &Level::DEBUG));
+        assert!(!targets.would_enable("vectorcare_gateway::queue", &Level::DEBUG));
+        assert!(targets.would_enable("vectorcare_gateway::queue", &Level::INFO));
+        let targets = parse_filter("WARN,rumqttd=off").expect("valid");
+        assert!(!targets.would_enable("rumqttd::router", &Level::ERROR));
+        assert!(!targets.would_enable("vectorcare_gateway", &Level::INFO));
+        assert!(targets.would_enable("vectorcare_gateway", &Level::WARN));
+        assert!(parse_filter("trace").is_ok());
+        assert!(parse_filter("info,x=loud").is_err());
+        assert!(parse_filter("info,[span{patient}]=debug").is_err());
+    }
 
     #[test]
     fn quoting() {

@@ -4,10 +4,14 @@
 //! (+ `mean`) for blood pressure; optional `unit` and `time`. A captured `kind` text is looked up
 //! in the configured `kind_map` first (e.g. `HR` → `heart_rate`), then in the vocabulary.
 //! Example: `^(?P<kind>\w+),(?P<value>[-0-9.]+),(?P<unit>[^,]*)$` reads `HR,72,bpm`.
+//!
+//! Engine: `regex-lite` (the `regex` syntax; `\d`, `\w`, `\s` and `\b` are ASCII-only and
+//! Unicode classes like `\p{L}` are refused at config time). Device lines are ASCII, and the
+//! full `regex` engine costs about 0.4 MiB of binary (docs/PERFORMANCE.md, "Binary size").
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 use super::LineError;
 use super::assemble::{self, Target};
@@ -209,6 +213,30 @@ mod tests {
         assert_eq!(
             value(&t.decode_line("T=99.1", &ctx()).expect("t")[0]).2,
             "[degF]"
+        );
+    }
+
+    /// regex-lite: `\d` is ASCII digits only; Unicode classes are a config error.
+    #[test]
+    fn ascii_classes_and_no_unicode_classes() {
+        let none = BTreeMap::new();
+        let hr = PatternFormat::new(r"^HR (?P<value>\d+)$", Some("heart_rate"), &none, None)
+            .expect("valid");
+        assert!(hr.decode_line("HR 72", &ctx()).is_ok());
+        // Arabic-Indic digits are Unicode `\d` in the full regex crate, not here.
+        assert_eq!(
+            hr.decode_line("HR \u{0667}\u{0662}", &ctx())
+                .map(|_| ())
+                .expect_err("not ASCII digits")
+                .field,
+            "line"
+        );
+        assert_eq!(
+            PatternFormat::new(r"(?P<value>\p{N}+)", Some("heart_rate"), &none, None)
+                .map(|_| ())
+                .expect_err("Unicode class")
+                .field,
+            "pattern"
         );
     }
 

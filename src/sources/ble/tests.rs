@@ -454,36 +454,22 @@ fn config_defaults_and_nothing_to_collect() {
     );
 }
 
-/// btleplug 0.13 / bluez-async can panic inside a task they spawn when a message stream is
-/// dropped during connect. tokio contains such a panic to that task only when panics unwind:
-/// the release profile must keep `panic = "unwind"`, and a panicking library task must not
-/// stop the source.
+/// Under unwinding (tests, dev builds) a panicking library task leaves the source running.
+/// Device builds abort instead and the panic hook exits 101 (src/exit.rs); the library panic
+/// this was about, bluez-async's on a dropped message stream, is patched (vendor/README.md).
 #[tokio::test(start_paused = true)]
 async fn a_panicking_library_task_does_not_stop_the_source() {
-    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .expect("read Cargo.toml");
-    let manifest: toml::Table = toml::from_str(&manifest).expect("Cargo.toml parses");
-    let release_panic = manifest
-        .get("profile")
-        .and_then(|p| p.get("release"))
-        .and_then(|r| r.get("panic"))
-        .and_then(|p| p.as_str())
-        .unwrap_or("unwind");
-    assert_eq!(
-        release_panic, "unwind",
-        "panic = \"abort\" would kill the gateway"
-    );
     const {
         assert!(
             cfg!(panic = "unwind"),
-            "tests must run with unwinding panics too"
+            "tests must run with unwinding panics"
         )
     };
 
     let central = SimulatedCentral::new();
     let mut dev = standard_device(&central, Profile::HeartRate, 11).expect("encodable");
     let mut rig = Rig::start(&central, raw(&[(&dev, false)]), Default::default(), 0);
-    // What bluez-async does: a task of its own panics mid-connect.
+    // What unpatched bluez-async did: a task of its own panics mid-connect.
     let library_task = tokio::spawn(async { panic!("simulated bluez-async stream panic") });
     assert!(library_task.await.expect_err("task panicked").is_panic());
     dev.measure().expect("measure");

@@ -22,10 +22,12 @@ inherit cargo cargo-update-recipe-crates systemd useradd
 
 # Yocto splits debug info and strips by itself, so build the plain `release` profile (its
 # `strip` is off, which keeps the already-stripped QA check quiet) and tune it for size here,
-# as the `dist` profile does for other builds. panic stays "unwind" (see Cargo.toml).
+# as the `dist` profile does for other builds, panic = "abort" included (docs/DEPLOY.md,
+# "Panics"). build.rs adds RELR relocations (glibc >= 2.36, any current Yocto release).
 export CARGO_PROFILE_RELEASE_LTO = "fat"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS = "1"
 export CARGO_PROFILE_RELEASE_OPT_LEVEL = "z"
+export CARGO_PROFILE_RELEASE_PANIC = "abort"
 
 # PACKAGECONFIG maps to cargo features through PACKAGECONFIG_CONFARGS ("--features x").
 # The build starts from --no-default-features (the device build: no demo/QA-only parts, see
