@@ -774,3 +774,81 @@ fn late_adapter_stale_device_removal_and_power_cycle_through_dbus() {
         );
     });
 }
+
+/// bluez-async removes a dropped stream's D-Bus match in a task of its own; upstream unwrapped
+/// that removal, which fails when a signal for the stream is dispatched between the drop and
+/// the task (dbus drops the match itself then) — a panic, fatal in device builds (panic =
+/// "abort"). Streams are dropped here over and over while the mock floods matching signals
+/// (RSSI updates); no task may panic in bluez-async (vendor/README.md has the patch).
+#[test]
+fn dropping_btleplug_streams_while_signals_flow_panics_no_task() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    static STREAM_PANICS: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info
+            .location()
+            .is_some_and(|l| l.file().contains("messagestream.rs"))
+        {
+            STREAM_PANICS.fetch_add(1, Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    run_alone(async {
+        let mock = new_mock();
+        let dev = mock.add_standard_device(Profile::HeartRate, 7);
+        let central = BtleplugCentral::open(None).await.expect("open adapter");
+        central
+            .start_scan(&ScanFilter::default())
+            .await
+            .expect("scan");
+        let p = central
+            .peripheral(dev.address)
+            .await
+            .expect("device known to BlueZ");
+        p.connect().await.expect("connect");
+        // A second client floods RSSI PropertiesChanged signals for the device.
+        let stop = Arc::new(AtomicBool::new(false));
+        let flood = {
+            let stop = stop.clone();
+            let device = dev.path.clone();
+            let address = format!("unix:path={}", bus_path().display());
+            std::thread::spawn(move || {
+                let mut channel =
+                    dbus::channel::Channel::open_private(&address).expect("open private bus");
+                channel.register().expect("register on bus");
+                let conn = Connection::from(channel);
+                let proxy = conn.with_proxy("org.bluez", "/", WAIT);
+                let mut sent = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    let () = proxy
+                        .method_call("org.bluez.Mock", "Advertise", (device.clone(),))
+                        .expect("Advertise");
+                    sent += 1;
+                }
+                sent
+            })
+        };
+        for _ in 0..150 {
+            let mut events = central.events().await.expect("adapter events");
+            let notifications = p.notifications().await.expect("notifications");
+            // Let signals reach the fresh streams, then drop them mid-flood.
+            let _ = tokio::time::timeout(
+                Duration::from_millis(2),
+                futures::StreamExt::next(&mut events),
+            )
+            .await;
+            drop(notifications);
+            drop(events);
+            tokio::task::yield_now().await;
+        }
+        // Give the spawned removal tasks time to run (and, unpatched, to panic).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, Ordering::SeqCst);
+        let sent = flood.join().expect("flood thread");
+        assert!(sent > 100, "the mock sent only {sent} signals");
+        p.disconnect().await.expect("disconnect");
+    });
+    let _ = std::panic::take_hook();
+    assert_eq!(STREAM_PANICS.load(Ordering::SeqCst), 0, "bluez-async stream tasks panicked");
+}

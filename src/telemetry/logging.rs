@@ -54,8 +54,13 @@ pub fn init(config: &LogConfig) {
 ///
 /// `Targets` rather than `EnvFilter`: the same directives minus `[span{field}]` filters, without
 /// the regex engine `EnvFilter` links in (binary size, docs/PERFORMANCE.md "Binary size").
-pub fn parse_filter(directives: &str) -> Result<Targets, tracing_subscriber::filter::ParseError> {
-    directives.parse()
+/// `Targets` would take a span filter for a target name that matches nothing, so those are
+/// refused here instead.
+pub fn parse_filter(directives: &str) -> Result<Targets, String> {
+    if directives.contains(['[', ']', '{', '}']) {
+        return Err("span and field filters (`[span{field}]`) are not supported".into());
+    }
+    directives.parse().map_err(|e| format!("{e}"))
 }
 
 /// Logging for commands that run before any configuration is loaded.

@@ -23,7 +23,8 @@ inherit cargo cargo-update-recipe-crates systemd useradd
 # Yocto splits debug info and strips by itself, so build the plain `release` profile (its
 # `strip` is off, which keeps the already-stripped QA check quiet) and tune it for size here,
 # as the `dist` profile does for other builds, panic = "abort" included (docs/DEPLOY.md,
-# "Panics"). build.rs adds RELR relocations (glibc >= 2.36, any current Yocto release).
+# "Panics"). build.rs adds RELR relocations (glibc >= 2.36 and, on aarch64, binutils >= 2.41:
+# any current Yocto release) and drops the unwind tables of this opt-level "z" build.
 export CARGO_PROFILE_RELEASE_LTO = "fat"
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS = "1"
 export CARGO_PROFILE_RELEASE_OPT_LEVEL = "z"
