@@ -39,7 +39,8 @@ fn main() {
 
     if matches!(env("OPT_LEVEL").as_str(), "s" | "z") {
         let script = PathBuf::from(env("OUT_DIR")).join("discard-unwind-tables.ld");
-        let text = "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame_hdr) } }\nINSERT AFTER .text;\n";
+        let text =
+            "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame_hdr) } }\nINSERT AFTER .text;\n";
         if std::fs::write(&script, text).is_ok() {
             link_arg(&format!("-Wl,-T,{}", script.display()));
         }

@@ -48,7 +48,10 @@ pub fn install_panic_hook() {
 
 /// The single line the panic hook logs (plain `key=value` format, see telemetry::logging).
 fn panic_line(location: Option<&std::panic::Location<'_>>, thread: Option<&str>) -> String {
-    let at = location.map_or_else(|| "unknown".to_owned(), |l| format!("{}:{}", l.file(), l.line()));
+    let at = location.map_or_else(
+        || "unknown".to_owned(),
+        |l| format!("{}:{}", l.file(), l.line()),
+    );
     format!(
         "level=error target=vectorcare_gateway::exit location={at} thread={} msg=\"internal error (panic); exiting with {PANIC} so the service manager restarts the gateway\"\n",
         thread.unwrap_or("unnamed")
@@ -97,7 +100,10 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 1, "{stderr}");
         assert!(lines[0].contains("location=src/exit.rs:"), "{stderr}");
-        assert!(!stderr.contains("31337") && !stderr.contains("DE:AD"), "{stderr}");
+        assert!(
+            !stderr.contains("31337") && !stderr.contains("DE:AD"),
+            "{stderr}"
+        );
     }
 
     #[test]

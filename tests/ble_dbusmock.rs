@@ -850,5 +850,9 @@ fn dropping_btleplug_streams_while_signals_flow_panics_no_task() {
         p.disconnect().await.expect("disconnect");
     });
     let _ = std::panic::take_hook();
-    assert_eq!(STREAM_PANICS.load(Ordering::SeqCst), 0, "bluez-async stream tasks panicked");
+    assert_eq!(
+        STREAM_PANICS.load(Ordering::SeqCst),
+        0,
+        "bluez-async stream tasks panicked"
+    );
 }
