@@ -29,11 +29,11 @@ fn main() {
     }
     let link_arg = |arg: &str| println!("cargo:rustc-link-arg-bins={arg}");
 
-    if env("TARGET") != "x86_64-unknown-linux-gnu" {
-        if let Some(gcc_ld) = rust_lld_dir(&env("RUSTC"), &env("HOST")) {
-            link_arg("-fuse-ld=lld");
-            link_arg(&format!("-B{}", gcc_ld.display()));
-        }
+    if env("TARGET") != "x86_64-unknown-linux-gnu"
+        && let Some(gcc_ld) = rust_lld_dir(&env("RUSTC"), &env("HOST"))
+    {
+        link_arg("-fuse-ld=lld");
+        link_arg(&format!("-B{}", gcc_ld.display()));
     }
     link_arg("-Wl,-z,pack-relative-relocs");
 
