@@ -168,12 +168,22 @@ pub fn execute(args: Args) -> Outcome {
         QueueCommand::Show { id } => match q.get(RecordId(id)).map_err(fail)? {
             Entry::Waiting(r) => {
                 writeln!(out, "state: waiting\n{}", waiting_line(&r)).map_err(io)?;
-                writeln!(out, "{}", String::from_utf8_lossy(&payload_as_json(&r.payload))).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    String::from_utf8_lossy(&payload_as_json(&r.payload))
+                )
+                .map_err(io)?;
             }
             Entry::Dead(d) => {
                 writeln!(out, "state: dead letter\n{}", dead_line(&d)).map_err(io)?;
                 writeln!(out, "reason: {}", d.reason).map_err(io)?;
-                writeln!(out, "{}", String::from_utf8_lossy(&payload_as_json(&d.payload))).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    String::from_utf8_lossy(&payload_as_json(&d.payload))
+                )
+                .map_err(io)?;
             }
             Entry::Quarantined(raw) => {
                 writeln!(

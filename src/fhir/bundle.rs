@@ -82,7 +82,8 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
         .iter()
         .map(|u| {
             u.observation_json().len()
-                + u.status_observation().map_or(0, |s| s.observation.len() + ENTRY_OVERHEAD)
+                + u.status_observation()
+                    .map_or(0, |s| s.observation.len() + ENTRY_OVERHEAD)
                 + ENTRY_OVERHEAD
         })
         .sum::<usize>()

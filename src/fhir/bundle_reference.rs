@@ -66,7 +66,12 @@ pub fn serde_bundle_text(units: &[UploadUnit], opts: &BundleOptions) -> Option<S
     }
     for unit in units {
         let text = unit.observation_json();
-        entry.push(observation(text, unit.identifier(), unit.id(), opts.write_mode)?);
+        entry.push(observation(
+            text,
+            unit.identifier(),
+            unit.id(),
+            opts.write_mode,
+        )?);
         if let Some(s) = unit.status_observation() {
             entry.push(observation(
                 &s.observation,

@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::bundle::push_json_string;
-use super::examples::{example_map_context, example_readings};
 use super::bundle_reference::serde_bundle_text;
+use super::examples::{example_map_context, example_readings};
 use super::unit_format::{UNIT_MAGIC, payload_as_json};
 use super::*;
 
@@ -41,10 +41,7 @@ fn every_example_unit_round_trips_through_the_queued_format() {
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(
-            decode_unit(&longer),
-            Err(UnitFormatError::TrailingBytes(1))
-        );
+        assert_eq!(decode_unit(&longer), Err(UnitFormatError::TrailingBytes(1)));
     }
 }
 
@@ -113,7 +110,10 @@ fn units_queued_in_the_old_json_form_still_decode_and_upload_the_same() {
     // build the same Bundle entries as freshly mapped ones.
     let fresh = example_units();
     let first = decode_unit(lines[0].as_bytes()).expect("decode");
-    assert!(fresh.contains(&first), "fixture line 1 is a current example unit");
+    assert!(
+        fresh.contains(&first),
+        "fixture line 1 is a current example unit"
+    );
     let last = decode_unit(lines[2].as_bytes()).expect("decode");
     assert_eq!(last.source_record(), None);
     assert_eq!(last.status_observation(), None);
@@ -175,7 +175,13 @@ proptest! {
 
 #[test]
 fn control_characters_and_quotes_are_escaped_like_serde_json() {
-    for s in ["", "plain", "a\"b\\c", "\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}", "é✓\u{10FFFF}"] {
+    for s in [
+        "",
+        "plain",
+        "a\"b\\c",
+        "\u{0}\u{1f}\u{7f}\n\r\t\u{8}\u{c}",
+        "é✓\u{10FFFF}",
+    ] {
         let mut out = String::new();
         push_json_string(&mut out, s);
         assert_eq!(out, serde_json::to_string(s).expect("string"));
@@ -195,7 +201,10 @@ fn concatenated_bundle_text_equals_the_serde_rendering() {
             };
             for subset in &subsets {
                 let built = build_bundle(subset, &opts);
-                assert_eq!(Some(built.json.get()), serde_bundle_text(subset, &opts).as_deref());
+                assert_eq!(
+                    Some(built.json.get()),
+                    serde_bundle_text(subset, &opts).as_deref()
+                );
             }
         }
     }
@@ -218,5 +227,3 @@ fn a_put_of_an_empty_object_text_stays_json() {
     let v: Value = serde_json::from_str(built.json.get()).expect("bundle is JSON");
     assert!(v["entry"][2]["resource"]["id"].is_string());
 }
-
-
