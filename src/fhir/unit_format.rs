@@ -219,11 +219,12 @@ impl<'a> Reader<'a> {
 
 fn decode_v1(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
     let mut r = Reader { rest: payload };
-    let header = r.take(3, "header")?;
-    if header[1] != UNIT_VERSION {
-        return Err(UnitFormatError::UnknownVersion(header[1]));
+    let &[_magic, version, flags] = r.take(3, "header")? else {
+        return Err(UnitFormatError::Truncated("header"));
+    };
+    if version != UNIT_VERSION {
+        return Err(UnitFormatError::UnknownVersion(version));
     }
-    let flags = header[2];
     if flags & !(HAS_STATUS | HAS_SOURCE_RECORD) != 0 {
         return Err(UnitFormatError::UnknownFlags(flags));
     }
