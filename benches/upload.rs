@@ -19,6 +19,10 @@
 //!   build, token cache, POST, per-entry settle, ack), configured as for Medplum
 //!   (transactions, conditional create, `max_bundle_entries = 8`).
 //!
+//! First printed (CPU only, no server): decoding the queued units and building the Bundles in
+//! the queued format and builder of round 3 against the JSON units and serde Bundle of before;
+//! then the queue calls of the drain alone (peek, grouped acks) over a fresh sled queue.
+//!
 //! Printed: wall time and observations/s of both, their ratio (goal ≥ 0.9), and the CPU time
 //! of THIS process per observation (getrusage; the server is another process, so its CPU is
 //! not included; goal ≤ 15 µs for the gateway), split into the main thread (the uploader's
@@ -36,9 +40,11 @@ use std::time::{Duration, Instant};
 
 use node_peers::{NodePeers, PeerOptions};
 use vectorcare_gateway::config::problems::Problems;
+use vectorcare_gateway::fhir::bundle_reference::serde_bundle_text;
 use vectorcare_gateway::fhir::examples::{example_map_context, example_readings};
 use vectorcare_gateway::fhir::{
-    BundleOptions, BundleType, UploadUnit, WriteMode, build_bundle, map_reading,
+    BundleOptions, BundleType, UploadUnit, WriteMode, build_bundle, decode_unit, encode_unit,
+    map_reading,
 };
 use vectorcare_gateway::queue::{DurableQueue, QueueConfig, SledQueue};
 use vectorcare_gateway::upload::keys::{SigningAlg, generate_into_dir};
@@ -258,7 +264,7 @@ async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) ->
     for chunk in units.chunks(1000) {
         let payloads = chunk
             .iter()
-            .map(|u| serde_json::to_vec(u).expect("ser"))
+            .map(|u| encode_unit(u).expect("encode"))
             .collect();
         queue.append(payloads).await.expect("append");
     }
@@ -284,6 +290,98 @@ async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) ->
         "all created, none lost: {status:?}"
     );
     phase
+}
+
+/// The uploader's CPU-only work per record, queued format 0 (JSON unit, serde Bundle, as
+/// before round 3) against format 1 (framed unit, concatenated Bundle), on the same units, in
+/// this process: decode every payload, then build Bundles of `per_bundle`. Prints µs/obs and
+/// payload bytes/obs of both.
+fn codec(units: &[UploadUnit], shape: Shape) {
+    let opts = BundleOptions {
+        bundle_type: shape.bundle_type,
+        write_mode: WriteMode::ConditionalCreate,
+    };
+    let old: Vec<Vec<u8>> = units
+        .iter()
+        .map(|u| serde_json::to_vec(u).expect("json"))
+        .collect();
+    let new: Vec<Vec<u8>> = units
+        .iter()
+        .map(|u| encode_unit(u).expect("encode"))
+        .collect();
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / units.len() as f64;
+    let bytes = |p: &[Vec<u8>]| p.iter().map(Vec::len).sum::<usize>() as f64 / p.len() as f64;
+    let mut total = 0usize;
+    let start = Instant::now();
+    for chunk in old.chunks(shape.per_bundle) {
+        let decoded: Vec<UploadUnit> = chunk
+            .iter()
+            .map(|p| serde_json::from_slice(p).expect("decode"))
+            .collect();
+        total += serde_bundle_text(&decoded, &opts).expect("bundle").len();
+    }
+    let before = start.elapsed();
+    let start = Instant::now();
+    for chunk in new.chunks(shape.per_bundle) {
+        let decoded: Vec<UploadUnit> = chunk
+            .iter()
+            .map(|p| decode_unit(p).expect("decode"))
+            .collect();
+        total -= build_bundle(&decoded, &opts).json.get().len();
+    }
+    let after = start.elapsed();
+    assert_eq!(total, 0, "both builders write the same Bundle text");
+    println!(
+        "codec     decode + build, CPU only: format 0 (JSON unit, serde Bundle) {:.2} µs/obs, {:.0} B/unit; format 1 (framed unit, concatenated Bundle) {:.2} µs/obs, {:.0} B/unit",
+        per(before),
+        bytes(&old),
+        per(after),
+        bytes(&new),
+    );
+}
+
+/// The queue's share of the drain, no server and no Bundles: the uploader's queue calls alone
+/// (`peek_skipping` of `per_bundle` records, one `ack` per 256 confirmed ones, as
+/// `AckGrouping::DEFAULT` does) over the same format-1 payloads, on a fresh sled queue.
+/// Prints CPU µs/obs of this process, main thread and other threads.
+async fn queue_only(units: &[UploadUnit], shape: Shape) {
+    let dir = tempfile::tempdir_in("/var/tmp").expect("queue dir");
+    let queue = SledQueue::open(dir.path(), &QueueConfig::default()).expect("queue");
+    for chunk in units.chunks(1000) {
+        let payloads = chunk
+            .iter()
+            .map(|u| encode_unit(u).expect("encode"))
+            .collect();
+        queue.append(payloads).await.expect("append");
+    }
+    let (cpu, main_cpu) = (cpu_self(), cpu_main_thread());
+    let mut pending = Vec::new();
+    let mut drained = 0;
+    loop {
+        let records = queue
+            .peek_skipping(shape.per_bundle, &pending)
+            .expect("peek");
+        if records.is_empty() {
+            break;
+        }
+        drained += records.len();
+        pending.extend(records.iter().map(|r| r.id));
+        pending.sort_unstable();
+        if pending.len() >= 256 {
+            queue.ack(&pending).expect("ack");
+            pending.clear();
+        }
+    }
+    queue.ack(&pending).expect("ack");
+    let (cpu, main_cpu) = (cpu_self() - cpu, cpu_main_thread() - main_cpu);
+    assert_eq!(drained, units.len());
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / units.len() as f64;
+    println!(
+        "queue     peek + grouped ack only (no server): CPU {:.2} µs/obs (main thread {:.2}, other threads {:.2})",
+        per(cpu),
+        per(main_cpu),
+        per(cpu.saturating_sub(main_cpu)),
+    );
 }
 
 fn line(name: &str, n: usize, p: &Phase) {
@@ -313,6 +411,9 @@ async fn main() {
         "upload: {n} observations to Medplum (Node peer), {}, one Bundle in flight",
         shape.describe()
     );
+
+    codec(&units, shape);
+    queue_only(&units, shape).await;
 
     let peers = NodePeers::start(&PeerOptions::new(CLIENT_ID, jwks.clone()));
     let cfg = upload_config(&peers.fhir_base, &key, shape);

@@ -16,7 +16,7 @@
 //! | [`config`] | raw serde config → validated typed `Config` (every problem with its key path); never opens a device or socket |
 //! | [`reading`] | the device-neutral `Reading` (plain data) |
 //! | [`decode`] | PURE protocol decoders/encoders (IEEE-11073 numbers, GATT health profiles: `gatt/<profile>.rs`); entry point `readings_from_characteristic` |
-//! | [`fhir`] | PURE mapping `Reading` → Observation/Device (`map_reading` → `UploadUnit`), code tables, identifiers, Bundles (`build_bundle`); `[fhir]` config; table in docs/MAPPING.md |
+//! | [`fhir`] | PURE mapping `Reading` → Observation/Device (`map_reading` → `UploadUnit`), code tables, identifiers, Bundles (`build_bundle`), the queued unit format (`unit_format`); `[fhir]` config; table in docs/MAPPING.md |
 //! | [`sources`] | BLE / serial / MQTT adapters producing `Reading`s |
 //! | [`queue`] | the durable queue (sled): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vectorcare_gateway::config::problems::Problems;
 use vectorcare_gateway::fhir::examples::example_map_context;
-use vectorcare_gateway::fhir::{BundleOptions, BundleType, WriteMode, map_reading};
+use vectorcare_gateway::fhir::{BundleOptions, BundleType, WriteMode, encode_unit, map_reading};
 use vectorcare_gateway::queue::{DurableQueue, QueueConfig, SledQueue};
 use vectorcare_gateway::runtime::confirm::BleProgressConfirmer;
 use vectorcare_gateway::runtime::ingest::{Ingest, NoObserver};
@@ -98,7 +98,7 @@ fn start_collecting(
         queue: queue as Arc<dyn DurableQueue>,
         map: Arc::new(move |reading| {
             let unit = map_reading(reading, &context).map_err(|e| e.to_string())?;
-            serde_json::to_vec(&unit).map_err(|e| e.to_string())
+            encode_unit(&unit).map_err(|e| e.to_string())
         }),
         observer: Arc::new(NoObserver),
     };
@@ -325,7 +325,7 @@ async fn a_confirmation_waits_while_an_older_record_is_still_unanswered() {
         reading.device.address = meter.to_string();
         reading.sequence = Some(sequence);
         let unit = map_reading(&reading, &example_map_context(true)).expect("map");
-        serde_json::to_vec(&unit).expect("ser")
+        encode_unit(&unit).expect("encode")
     };
 
     // Record 1 is refused for now (503, retry in a minute): it waits, delayed, in the queue.

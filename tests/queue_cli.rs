@@ -122,3 +122,42 @@ fn queue_command_on_a_missing_directory_says_so() {
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no queue"));
 }
+
+/// Upload units are queued in a binary framing (`fhir::unit_format`); `show` and `export`
+/// print them as the JSON units older gateways queued, so operators and exports see JSON.
+#[test]
+fn queued_upload_units_are_shown_and_exported_as_json() {
+    use vectorcare_gateway::fhir::examples::{example_map_context, example_readings};
+    use vectorcare_gateway::fhir::{encode_unit, map_reading};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unit = map_reading(&example_readings()[0].1, &example_map_context(true)).expect("map");
+    let payload = encode_unit(&unit).expect("encode");
+    assert!(std::str::from_utf8(&payload).is_err(), "binary, not text");
+    {
+        let q = SledQueue::open(dir.path(), &QueueConfig::default()).expect("open");
+        q.append_blocking(vec![payload]).expect("append");
+    }
+    let show = stdout(&run(dir.path(), &["show", "1"]));
+    let json_line = show
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .expect("a JSON line");
+    let shown: serde_json::Value = serde_json::from_str(json_line).expect("json");
+    assert_eq!(shown, serde_json::to_value(&unit).expect("unit json"));
+
+    let ndjson = dir.path().join("units.ndjson");
+    stdout(&run(
+        dir.path(),
+        &[
+            "export",
+            "--format",
+            "ndjson",
+            ndjson.to_str().expect("utf8"),
+        ],
+    ));
+    let exported: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&ndjson).expect("read").trim())
+            .expect("json line");
+    assert_eq!(exported["id"], unit.id());
+}

@@ -20,7 +20,7 @@ use node_peers::{NodePeers, PeerOptions};
 use serde_json::{Value, json};
 use vectorcare_gateway::config::problems::Problems;
 use vectorcare_gateway::fhir::examples::{example_map_context, example_readings};
-use vectorcare_gateway::fhir::{UploadUnit, map_reading};
+use vectorcare_gateway::fhir::{UploadUnit, encode_unit, map_reading};
 use vectorcare_gateway::queue::{DurableQueue, QueueConfig, SledQueue};
 use vectorcare_gateway::upload::auth::AuthError;
 use vectorcare_gateway::upload::client::{HttpSettings, build_http_client};
@@ -165,7 +165,7 @@ impl Rig {
     async fn enqueue(&self, units: &[UploadUnit]) {
         let payloads = units
             .iter()
-            .map(|u| serde_json::to_vec(u).expect("ser"))
+            .map(|u| encode_unit(u).expect("encode"))
             .collect();
         self.queue.append(payloads).await.expect("append");
     }

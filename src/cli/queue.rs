@@ -1,7 +1,8 @@
 //! `queue` command: inspect and repair the durable queue while the daemon is stopped.
 //!
 //! Every subcommand takes the data directory's lock; if the daemon holds it the command says so
-//! and exits with 69 (unavailable). Listings show metadata only; `show` prints one payload.
+//! and exits with 69 (unavailable). Listings show metadata only; `show` prints one payload
+//! (an upload unit as JSON, whatever its queued format).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{Failure, Outcome};
 use crate::exit;
+use crate::fhir::unit_format::payload_as_json;
 use crate::queue::{
     DeadLetter, DurableQueue, Entry, QueueConfig, QueueError, QueuedRecord, RecordId, SledQueue,
 };
@@ -166,12 +168,22 @@ pub fn execute(args: Args) -> Outcome {
         QueueCommand::Show { id } => match q.get(RecordId(id)).map_err(fail)? {
             Entry::Waiting(r) => {
                 writeln!(out, "state: waiting\n{}", waiting_line(&r)).map_err(io)?;
-                writeln!(out, "{}", String::from_utf8_lossy(&r.payload)).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    String::from_utf8_lossy(&payload_as_json(&r.payload))
+                )
+                .map_err(io)?;
             }
             Entry::Dead(d) => {
                 writeln!(out, "state: dead letter\n{}", dead_line(&d)).map_err(io)?;
                 writeln!(out, "reason: {}", d.reason).map_err(io)?;
-                writeln!(out, "{}", String::from_utf8_lossy(&d.payload)).map_err(io)?;
+                writeln!(
+                    out,
+                    "{}",
+                    String::from_utf8_lossy(&payload_as_json(&d.payload))
+                )
+                .map_err(io)?;
             }
             Entry::Quarantined(raw) => {
                 writeln!(

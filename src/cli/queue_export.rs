@@ -6,6 +6,7 @@ use std::path::Path;
 use super::Failure;
 use super::queue::{ExportFormat, Progress};
 use crate::exit;
+use crate::fhir::unit_format::payload_as_json;
 use crate::queue::{DurableQueue, RecordId, SledQueue};
 
 const PAGE: usize = 1000;
@@ -66,7 +67,7 @@ pub fn export(
         // Dead letters are few (they need an operator); one listing is enough.
         let all = q.list_dead(usize::MAX).map_err(queue_err)?;
         for d in &all {
-            emit(&d.payload, &mut w)?;
+            emit(&payload_as_json(&d.payload), &mut w)?;
             progress.advance(1);
         }
     } else {
@@ -76,7 +77,7 @@ pub fn export(
             let Some(last) = page.last() else { break };
             from = RecordId(last.id.0 + 1);
             for r in &page {
-                emit(&r.payload, &mut w)?;
+                emit(&payload_as_json(&r.payload), &mut w)?;
             }
             progress.advance(page.len() as u64);
         }

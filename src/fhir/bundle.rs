@@ -16,7 +16,6 @@
 use std::collections::HashSet;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use super::identity::{device_full_url, if_none_exist, observation_full_url};
 use super::{Identifier, UploadUnit};
@@ -46,9 +45,8 @@ pub struct BundleOptions {
 /// A bundle ready to send.
 #[derive(Debug, Clone)]
 pub struct BuiltBundle {
-    /// The Bundle JSON text with exact decimals. Serialises verbatim with serde_json (e.g.
-    /// `reqwest::RequestBuilder::json(&built.json)`); parse `json.get()` to inspect it.
-    pub json: Box<RawValue>,
+    /// The Bundle JSON text with exact decimals ([`BundleJson::get`] to read or parse it).
+    pub json: BundleJson,
     /// `observation_entries[i]` = index in `Bundle.entry` of `units[i]`'s Observation, to map
     /// the per-entry responses back to units.
     pub observation_entries: Vec<usize>,
@@ -57,136 +55,174 @@ pub struct BuiltBundle {
     pub status_entries: Vec<Option<usize>>,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Request {
-    method: &'static str,
-    url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    if_none_exist: Option<String>,
+/// A Bundle's JSON text, built by concatenation (module doc) and never re-parsed: its pieces
+/// are the units' resource texts, checked when each unit was built, and strings this module
+/// escapes itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleJson(String);
+
+impl BundleJson {
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Entry<'a> {
-    full_url: String,
-    resource: Resource<'a>,
-    request: Request,
-}
+/// Bytes of one entry besides its resource text (fullUrl, request, keys), for the capacity.
+const ENTRY_OVERHEAD: usize = 320;
 
-/// A resource's JSON text: the unit's own, or a PUT body with the id spliced in.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Resource<'a> {
-    Borrowed(&'a RawValue),
-    Owned(Box<RawValue>),
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Bundle<'a> {
-    resource_type: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    entry: Vec<Entry<'a>>,
-}
-
-fn raw(text: &str) -> &RawValue {
-    serde_json::from_str(text).expect("invariant: UploadUnit JSON is checked when constructed")
-}
-
+/// Builds the Bundle text by appending each entry's pieces to one String: the same text
+/// serde_json wrote from `{resourceType, type, entry: [{fullUrl, resource, request: {method,
+/// url, ifNoneExist?}}]}` (snapshot `bundle_transaction_conditional.json`; property test
+/// `bundle_text_equals_the_serde_rendering` in `tests.rs`), without re-reading the resources.
 pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
-    let mut entries = Vec::new();
-    let mut seen = HashSet::new();
+    let capacity = units
+        .iter()
+        .map(|u| {
+            u.observation_json().len()
+                + u.status_observation()
+                    .map_or(0, |s| s.observation.len() + ENTRY_OVERHEAD)
+                + ENTRY_OVERHEAD
+        })
+        .sum::<usize>()
+        + 2 * (ENTRY_OVERHEAD + units.first().map_or(0, |u| u.device_json().len()))
+        + 64;
+    let mut out = String::with_capacity(capacity);
+    out.push_str(match opts.bundle_type {
+        BundleType::Batch => r#"{"resourceType":"Bundle","type":"batch","entry":["#,
+        BundleType::Transaction => r#"{"resourceType":"Bundle","type":"transaction","entry":["#,
+    });
+    let mut entries = 0usize;
+    let mut seen: HashSet<&Identifier> = HashSet::new();
     for unit in units {
         for (identifier, text) in [
             (unit.gateway_identifier(), unit.gateway_json()),
             (unit.device_identifier(), unit.device_json()),
         ] {
-            if seen.insert(identifier.clone()) {
-                entries.push(Entry {
-                    full_url: device_full_url(identifier),
-                    resource: Resource::Borrowed(raw(text)),
-                    request: Request {
-                        method: "POST",
-                        url: "Device".into(),
-                        if_none_exist: Some(if_none_exist(identifier)),
-                    },
-                });
+            if seen.insert(identifier) {
+                entry_start(&mut out, entries, &device_full_url(identifier));
+                out.push_str(text);
+                request(&mut out, "POST", "Device", Some(identifier));
+                entries += 1;
             }
         }
     }
     let mut observation_entries = Vec::with_capacity(units.len());
     let mut status_entries = Vec::with_capacity(units.len());
     for unit in units {
-        observation_entries.push(entries.len());
-        entries.push(observation_entry(
+        observation_entries.push(entries);
+        observation_entry(
+            &mut out,
+            entries,
             unit.observation_json(),
             unit.identifier(),
             unit.id(),
             opts.write_mode,
-        ));
+        );
+        entries += 1;
         status_entries.push(unit.status_observation().map(|status| {
-            entries.push(observation_entry(
+            observation_entry(
+                &mut out,
+                entries,
                 &status.observation,
                 &status.identifier,
                 &status.id,
                 opts.write_mode,
-            ));
-            entries.len() - 1
+            );
+            entries += 1;
+            entries - 1
         }));
     }
-    let bundle = Bundle {
-        resource_type: "Bundle",
-        kind: match opts.bundle_type {
-            BundleType::Batch => "batch",
-            BundleType::Transaction => "transaction",
-        },
-        entry: entries,
-    };
-    let text =
-        serde_json::to_string(&bundle).expect("invariant: bundle of valid JSON parts serialises");
+    out.push_str("]}");
     BuiltBundle {
-        json: RawValue::from_string(text).expect("invariant: serde_json output is JSON"),
+        json: BundleJson(out),
         observation_entries,
         status_entries,
     }
 }
 
+/// `{"fullUrl":"…","resource":` (after a comma unless it is the first entry).
+fn entry_start(out: &mut String, index: usize, full_url: &str) {
+    if index > 0 {
+        out.push(',');
+    }
+    out.push_str(r#"{"fullUrl":"#);
+    push_json_string(out, full_url);
+    out.push_str(r#","resource":"#);
+}
+
+/// `,"request":{…}}`: closes the entry the resource text left open.
+fn request(out: &mut String, method: &str, url: &str, if_none_exist_of: Option<&Identifier>) {
+    out.push_str(r#","request":{"method":""#);
+    out.push_str(method);
+    out.push_str(r#"","url":"#);
+    push_json_string(out, url);
+    if let Some(identifier) = if_none_exist_of {
+        out.push_str(r#","ifNoneExist":"#);
+        push_json_string(out, &if_none_exist(identifier));
+    }
+    out.push_str("}}");
+}
+
 /// One Observation entry: conditional create on its identifier, or PUT with its id (spliced
 /// into the stored text, which has none).
-fn observation_entry<'a>(
-    text: &'a str,
+fn observation_entry(
+    out: &mut String,
+    index: usize,
+    text: &str,
     identifier: &Identifier,
     id: &str,
     mode: WriteMode,
-) -> Entry<'a> {
-    let (resource, request) = match mode {
-        WriteMode::ConditionalCreate => (
-            Resource::Borrowed(raw(text)),
-            Request {
-                method: "POST",
-                url: "Observation".into(),
-                if_none_exist: Some(if_none_exist(identifier)),
-            },
-        ),
+) {
+    entry_start(out, index, &observation_full_url(id));
+    match mode {
+        WriteMode::ConditionalCreate => {
+            out.push_str(text);
+            request(out, "POST", "Observation", Some(identifier));
+        }
         WriteMode::Put => {
             let rest = text.strip_prefix('{').unwrap_or(text);
-            let body = RawValue::from_string(format!("{{\"id\":\"{id}\",{rest}"))
-                .expect("invariant: a hex id spliced into a JSON object stays JSON");
-            (
-                Resource::Owned(body),
-                Request {
-                    method: "PUT",
-                    url: format!("Observation/{id}"),
-                    if_none_exist: None,
-                },
-            )
+            out.push_str(r#"{"id":"#);
+            push_json_string(out, id);
+            if !rest.trim_start().starts_with('}') {
+                out.push(',');
+            }
+            out.push_str(rest);
+            request(out, "PUT", &format!("Observation/{id}"), None);
         }
-    };
-    Entry {
-        full_url: observation_full_url(id),
-        resource,
-        request,
     }
+}
+
+/// Appends `s` as a JSON string literal, escaped exactly as serde_json escapes it (`"`, `\`
+/// and control characters; `\u00xx` with lowercase hex for those without a short form).
+pub(crate) fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let short = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0C => "\\f",
+            0x00..=0x1F => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+        } else {
+            out.push_str(short);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }

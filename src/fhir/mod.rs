@@ -4,9 +4,12 @@
 //!
 //! * [`map_reading`] turns one reading into an [`UploadUnit`]: the Observation, the measuring
 //!   Device and the gateway Device as compact JSON text, the Observation identifier and the
-//!   deterministic resource id. The unit is what the durable queue stores.
+//!   deterministic resource id. The unit is what the durable queue stores, in the compact
+//!   framing of [`unit_format`] ([`encode_unit`]; [`decode_unit`] also reads the JSON form
+//!   queued by older gateways).
 //! * [`build_bundle`] packs units into one batch or transaction Bundle (each Device once, by
-//!   conditional create) and says which entry carries which unit.
+//!   conditional create) by concatenating their JSON texts, and says which entry carries
+//!   which unit.
 //!
 //! Numbers keep the precision the device reported: the JSON is rendered from typed structs
 //! whose quantities are exact JSON numbers ("2.00" is sent as 2.00). A `serde_json::Value`
@@ -16,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub mod bundle;
+#[doc(hidden)]
+pub mod bundle_reference;
 pub mod codes;
 pub mod config;
 pub mod device;
@@ -26,13 +31,17 @@ pub mod observation;
 pub mod rules;
 pub mod status;
 pub mod time;
+pub mod unit_format;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unit_format_tests;
 
-pub use bundle::{BuiltBundle, BundleOptions, BundleType, WriteMode, build_bundle};
+pub use bundle::{BuiltBundle, BundleJson, BundleOptions, BundleType, WriteMode, build_bundle};
 pub use model::Identifier;
 pub use observation::map_reading;
+pub use unit_format::{UnitFormatError, decode_unit, encode_unit};
 
 /// Who the gateway is, for its own Device resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,9 +94,10 @@ pub enum MapError {
 
 /// One reading ready for upload; what the durable queue stores.
 ///
-/// Resources are kept as compact JSON text (exact decimals; works with any serde format the
-/// queue picks). The constructor and `Deserialize` both check that the texts are JSON objects,
-/// so a unit can always be put into a bundle.
+/// Resources are kept as compact JSON text (exact decimals). The constructor and `Deserialize`
+/// both check that the texts are JSON objects, so a unit can always be put into a bundle; the
+/// queue stores units with [`encode_unit`], whose reader trusts that check (see
+/// [`unit_format`], "Why the JSON texts are not parsed again").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "UploadUnitData", into = "UploadUnitData")]
 pub struct UploadUnit {

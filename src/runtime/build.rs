@@ -13,7 +13,7 @@ use super::ingest::MapFn;
 use super::pipeline::SourceStarter;
 use super::shutdown::Shutdown;
 use crate::config::Config;
-use crate::fhir::{GatewayIdentity, MapContext, map_reading};
+use crate::fhir::{GatewayIdentity, MapContext, encode_unit, map_reading};
 use crate::reading::Reading;
 use crate::sources::ReadingSink;
 use crate::sources::ble::FileProgressStore;
@@ -108,7 +108,7 @@ pub fn mapper(config: &Config) -> Arc<MapFn> {
             .map(|(_, context)| context)
             .unwrap_or(&default_context);
         let unit = map_reading(reading, context).map_err(|err| err.to_string())?;
-        serde_json::to_vec(&unit).map_err(|err| format!("cannot encode upload unit: {err}"))
+        encode_unit(&unit).map_err(|err| format!("cannot encode upload unit: {err}"))
     })
 }
 

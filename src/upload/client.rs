@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use serde_json::value::RawValue;
+use crate::fhir::BundleJson;
 
 use super::config::UploadConfig;
 use super::retry::parse_retry_after;
@@ -139,8 +139,8 @@ pub fn error_chain(e: &reqwest::Error) -> String {
 }
 
 /// The Bundle text as a request body that a resend (after a 401) shares instead of copying.
-pub fn bundle_body(bundle: Box<RawValue>) -> bytes::Bytes {
-    bytes::Bytes::from(String::from(Box::<str>::from(bundle)))
+pub fn bundle_body(bundle: BundleJson) -> bytes::Bytes {
+    bytes::Bytes::from(bundle.into_string())
 }
 
 /// POSTs a Bundle ([`bundle_body`]) to the FHIR base with a bearer token.

@@ -60,7 +60,7 @@ use super::auth::{AccessToken, AuthError, Authorizer};
 use super::client::{BundleReply, bundle_body, post_bundle};
 use super::reply::ReplyBundle;
 use super::retry::{Backoff, StatusClass, classify_status};
-use crate::fhir::{BundleOptions, UploadUnit, build_bundle};
+use crate::fhir::{BundleOptions, UploadUnit, build_bundle, decode_unit};
 use crate::queue::{DurableQueue, QueueError, QueuedRecord, RecordId};
 use crate::telemetry::Telemetry;
 
@@ -396,7 +396,7 @@ impl Uploader {
         let mut units = Vec::with_capacity(records.len());
         let mut dead = 0;
         for record in records {
-            match serde_json::from_slice::<UploadUnit>(&record.payload) {
+            match decode_unit(&record.payload) {
                 Ok(unit) => {
                     good.push(record);
                     units.push(unit);
