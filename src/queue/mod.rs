@@ -82,6 +82,7 @@ mod commit;
 pub mod config;
 mod lock;
 pub mod record;
+mod segments;
 mod sled_queue;
 mod store;
 #[cfg(test)]

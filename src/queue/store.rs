@@ -53,7 +53,20 @@ impl Default for Counters {
 }
 
 impl Counters {
-    fn encode(&self) -> Vec<u8> {
+    /// The counters of an empty segment whose first id is `first`.
+    pub fn starting_at(first: u64) -> Self {
+        Self {
+            next_id: first,
+            ..Self::default()
+        }
+    }
+
+    /// Records of any state the segment still holds.
+    pub fn held(&self) -> u64 {
+        self.ready + self.dead + self.quarantined
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(52);
         for v in [
             self.next_id,
@@ -70,7 +83,7 @@ impl Counters {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Self> {
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != 52 {
             return None;
         }
@@ -121,6 +134,8 @@ pub(super) fn from_io(what: &str, io: &std::io::Error) -> QueueError {
 /// The open sled database and the engine state that must change with it.
 pub(super) struct Store {
     path: PathBuf,
+    /// First id of the segment this store holds (ids below it are never stored here).
+    first: u64,
     cache_bytes: u64,
     db: Option<sled::Db>,
     /// sled's log file, opened separately so that it can be fdatasync'ed.
@@ -140,9 +155,13 @@ pub(super) struct Store {
 }
 
 impl Store {
-    pub fn open(path: &Path, cache_bytes: u64) -> Result<Self, QueueError> {
+    /// Opens the segment store at `path` holding ids from `first` on. A store without a
+    /// counters key (new, or created by a roll that crashed before its first flush) is the
+    /// empty segment whose next id is `first`.
+    pub fn open(path: &Path, cache_bytes: u64, first: u64) -> Result<Self, QueueError> {
         let mut store = Self {
             path: path.to_owned(),
+            first,
             cache_bytes,
             db: None,
             log: None,
@@ -188,12 +207,12 @@ impl Store {
             }
         }
         let counters = match db.get(COUNTERS_KEY).map_err(from_sled)? {
-            None => Counters::default(),
+            None => Counters::starting_at(self.first),
             Some(raw) => match Counters::decode(&raw) {
                 Some(c) => c,
                 None => {
                     tracing::warn!("queue counters failed their checksum; recounting");
-                    recount(&db)?
+                    recount(&db, self.first)?
                 }
             },
         };
@@ -292,20 +311,7 @@ impl Store {
 
     /// Bytes of every file under the sled directory.
     pub fn bytes_on_disk(&self) -> u64 {
-        fn walk(p: &Path) -> u64 {
-            let Ok(entries) = std::fs::read_dir(p) else {
-                return 0;
-            };
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => walk(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        }
-        walk(&self.path)
+        dir_bytes(&self.path)
     }
 
     /// Moves a record that failed decoding to the quarantine range (raw bytes kept).
@@ -352,9 +358,24 @@ impl Store {
     }
 }
 
+/// Bytes of every file under `p`.
+pub(super) fn dir_bytes(p: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// Rebuilds the counters by scanning (only when the stored ones are damaged).
-fn recount(db: &sled::Db) -> Result<Counters, QueueError> {
-    let mut c = Counters::default();
+fn recount(db: &sled::Db, first: u64) -> Result<Counters, QueueError> {
+    let mut c = Counters::starting_at(first);
     for item in db.iter() {
         let (k, v) = item.map_err(from_sled)?;
         let Some(id) = id_of(&k) else { continue };
