@@ -129,12 +129,11 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_path() {
-        let raw: RawQueueConfig =
-            toml::from_str(
-                "max_bytes = 1\nmax_records = 0\nmax_record_bytes = 5\ncache_bytes = 7\n\
+        let raw: RawQueueConfig = toml::from_str(
+            "max_bytes = 1\nmax_records = 0\nmax_record_bytes = 5\ncache_bytes = 7\n\
                  segment_records = 15",
-            )
-                .expect("parses");
+        )
+        .expect("parses");
         let mut problems = Problems::new();
         assert_eq!(raw.validate("queue", &mut problems), None);
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();

@@ -82,6 +82,8 @@ mod commit;
 pub mod config;
 mod lock;
 pub mod record;
+#[cfg(test)]
+mod segment_tests;
 mod segments;
 mod sled_queue;
 mod store;

@@ -179,7 +179,10 @@ impl Segments {
             fsync_dir(root)?;
             found.insert(1, seg_root.join(segment_name(1)));
         }
-        let head_first = *found.keys().next_back().expect("invariant: found is not empty");
+        let head_first = *found
+            .keys()
+            .next_back()
+            .expect("invariant: found is not empty");
         let mut max_next = 1;
         for (first, path) in found {
             let mut seg = Segment {
@@ -211,11 +214,20 @@ impl Segments {
         // Ids are never reused: the head continues after the highest id any segment saw.
         let head = set.head_store()?;
         head.counters.next_id = head.counters.next_id.max(max_next);
-        let sealed: Vec<u64> = set.firsts().into_iter().filter(|f| *f != head_first).collect();
+        let sealed: Vec<u64> = set
+            .firsts()
+            .into_iter()
+            .filter(|f| *f != head_first)
+            .collect();
         for first in sealed {
             set.delete_if_drained(first)?;
         }
         Ok(set)
+    }
+
+    /// How many segments have their database open (the head included).
+    pub fn open_count(&self) -> usize {
+        self.segs.values().filter(|s| s.store.is_some()).count()
     }
 
     /// First ids of every segment, oldest first.

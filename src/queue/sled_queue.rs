@@ -111,6 +111,11 @@ impl SledQueue {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many segment databases are open now (the head included); at most 1 + 2.
+    pub fn open_segments(&self) -> usize {
+        self.shared.segs.lock().open_count()
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -133,7 +138,10 @@ impl SledQueue {
             if out.len() >= max {
                 break;
             }
-            if segs.segment(first).is_none_or(|s| s.counters().quarantined == 0) {
+            if segs
+                .segment(first)
+                .is_none_or(|s| s.counters().quarantined == 0)
+            {
                 continue;
             }
             let store = segs.store(first)?;
@@ -266,9 +274,7 @@ fn scan_store(
     let mut skipped = 0usize;
     let mut earliest: Option<Instant> = None;
     let (opened_instant, opened_ms) = store.opened_at;
-    let iter = store
-        .db()?
-        .range(key(READY, from.0)..key(READY + 1, 0));
+    let iter = store.db()?.range(key(READY, from.0)..key(READY + 1, 0));
     for item in iter {
         if out.len() >= max {
             complete = false;

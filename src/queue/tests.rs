@@ -339,17 +339,33 @@ fn run_model(cfg: &QueueConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
     {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut q = SledQueue::open(dir.path(), cfg).expect("open");
-        let mut m = Model { next_id: 1, ..Model::default() };
+        let mut m = Model {
+            next_id: 1,
+            ..Model::default()
+        };
         let mut counter = 0u64;
         for op in ops {
             match op {
                 Op::Append(n) => {
-                    let payloads: Vec<Vec<u8>> = (0..n).map(|_| { counter += 1; payload(counter) }).collect();
+                    let payloads: Vec<Vec<u8>> = (0..n)
+                        .map(|_| {
+                            counter += 1;
+                            payload(counter)
+                        })
+                        .collect();
                     let got = q.append_blocking(payloads.clone()).expect("append");
-                    let want: Vec<RecordId> = (0..u64::from(n)).map(|i| RecordId(m.next_id + i)).collect();
+                    let want: Vec<RecordId> =
+                        (0..u64::from(n)).map(|i| RecordId(m.next_id + i)).collect();
                     prop_assert_eq!(got, want);
                     for p in payloads {
-                        m.waiting.insert(m.next_id, ModelRecord { payload: p, attempts: 0, hidden: false });
+                        m.waiting.insert(
+                            m.next_id,
+                            ModelRecord {
+                                payload: p,
+                                attempts: 0,
+                                hidden: false,
+                            },
+                        );
                         m.next_id += 1;
                     }
                 }
@@ -358,12 +374,19 @@ fn run_model(cfg: &QueueConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Op::AckFirst(k) => {
                     let ids: Vec<u64> = m.ready(k.into()).into_iter().map(|r| r.0).collect();
-                    q.ack(&ids.iter().copied().map(RecordId).collect::<Vec<_>>()).expect("ack");
-                    for id in ids { m.waiting.remove(&id); }
+                    q.ack(&ids.iter().copied().map(RecordId).collect::<Vec<_>>())
+                        .expect("ack");
+                    for id in ids {
+                        m.waiting.remove(&id);
+                    }
                 }
                 Op::NackFirst(hide) => {
                     if let Some((id, ..)) = m.ready(1).into_iter().next() {
-                        let delay = if hide { Duration::from_secs(3600) } else { Duration::ZERO };
+                        let delay = if hide {
+                            Duration::from_secs(3600)
+                        } else {
+                            Duration::ZERO
+                        };
                         q.nack(RecordId(id), delay).expect("nack");
                         let r = m.waiting.get_mut(&id).expect("model has it");
                         r.attempts += 1;
@@ -372,7 +395,8 @@ fn run_model(cfg: &QueueConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Op::DeadFirst => {
                     if let Some((id, ..)) = m.ready(1).into_iter().next() {
-                        q.dead_letter(RecordId(id), format!("reason {id}")).expect("dead");
+                        q.dead_letter(RecordId(id), format!("reason {id}"))
+                            .expect("dead");
                         let r = m.waiting.remove(&id).expect("model has it");
                         m.dead.insert(id, r);
                     }
@@ -403,10 +427,17 @@ fn run_model(cfg: &QueueConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
             prop_assert_eq!(stats.depth, m.waiting.len() as u64);
             prop_assert_eq!(stats.dead_letters, m.dead.len() as u64);
             prop_assert_eq!(stats.next_id, m.next_id);
-            let dead: Vec<(u64, Vec<u8>, String)> = q.list_dead(1000).expect("dead")
-                .into_iter().map(|d| (d.id.0, d.payload, d.reason)).collect();
-            let model_dead: Vec<(u64, Vec<u8>, String)> = m.dead.iter()
-                .map(|(id, r)| (*id, r.payload.clone(), format!("reason {id}"))).collect();
+            let dead: Vec<(u64, Vec<u8>, String)> = q
+                .list_dead(1000)
+                .expect("dead")
+                .into_iter()
+                .map(|d| (d.id.0, d.payload, d.reason))
+                .collect();
+            let model_dead: Vec<(u64, Vec<u8>, String)> = m
+                .dead
+                .iter()
+                .map(|(id, r)| (*id, r.payload.clone(), format!("reason {id}")))
+                .collect();
             prop_assert_eq!(dead, model_dead);
         }
     }
