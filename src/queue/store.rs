@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::record::to_ms;
 use super::{FullReason, QueueError, RecordId};
@@ -13,6 +13,8 @@ pub(super) const READY: u8 = b'R';
 pub(super) const DEAD: u8 = b'D';
 pub(super) const QUARANTINE: u8 = b'Q';
 const COUNTERS_KEY: &[u8] = b"Mcounters";
+/// How long a sled database lock that looks held is retried (see `Store::open_db`).
+const SLED_LOCK_RETRY: Duration = Duration::from_secs(2);
 
 /// Key of a record: state prefix + big-endian id, so key order is queue order.
 pub(super) fn key(prefix: u8, id: u64) -> [u8; 9] {
@@ -180,20 +182,29 @@ impl Store {
     fn open_db(&mut self) -> Result<(), QueueError> {
         std::fs::create_dir_all(&self.path)
             .map_err(|e| from_io(&format!("create {}", self.path.display()), &e))?;
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&self.path)
             .cache_capacity(self.cache_bytes)
             // No background flusher: the engine flushes (and fdatasyncs) itself, see commit.rs.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                    QueueError::Locked {
-                        path: self.path.display().to_string(),
+            .flush_every_ms(None);
+        // A database this process just closed can still look locked for a moment (sled's
+        // threads drop their file handles asynchronously); segments are closed and reopened
+        // often (LRU, roll), so retry briefly before calling it held by someone else.
+        let give_up = Instant::now() + SLED_LOCK_RETRY;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    if Instant::now() >= give_up {
+                        return Err(QueueError::Locked {
+                            path: self.path.display().to_string(),
+                        });
                     }
+                    std::thread::sleep(Duration::from_millis(5));
                 }
-                other => from_sled(other),
-            })?;
+                Err(other) => return Err(from_sled(other)),
+            }
+        };
         let log =
             File::open(self.path.join("db")).map_err(|e| from_io("open sled log for fsync", &e))?;
         // The directory entries of sled's files must be durable too (first open).
