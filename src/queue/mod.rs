@@ -99,8 +99,8 @@
 //!
 //! ## Memory
 //! sled's tables grow with the number of keys in one open database (≈ 40 B per key, whatever
-//! the value size), so at most the head + 2 sealed segments (`OPEN_SEALED`, least
-//! recently used closed first, `segments.rs`) are open; each has a page cache capped by `cache_bytes`
+//! the value size), so at most the head + 2 sealed segments (`OPEN_SEALED`, least recently
+//! used closed first, `segments.rs`) are open; each has a page cache capped by `cache_bytes`
 //! (default 4 MiB). `peek` walks segments oldest first, skipping those without ready records
 //! and those whose ready records are all delayed (the earliest retry deadline is remembered
 //! per segment, so a segment full of nacked records is not reopened by every peek). CLI paths
