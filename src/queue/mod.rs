@@ -111,8 +111,10 @@
 //! `cargo bench --bench footprint`)
 //! Durable ingest matches an fdatasync-per-batch append-only file. sled writes ~8.5× the
 //! payload bytes over append → ack; disk space comes back per drained segment (sled itself
-//! never shrinks a file). A roll costs the append that triggers it one sled open + close of
-//! the old head (its snapshot).
+//! never shrinks a file). Reopen + first peek with 1M records: 41 ms (one database: 0.8 s);
+//! the gateway with a 1M backlog: READY 47 ms, peak RSS 19.2 MiB. A roll costs the append that
+//! triggers it one sled open + close of the old head (its snapshot); removing a drained
+//! segment costs the `ack` that drains it a close, an fdatasync and the file removal.
 //!
 //! ## Tests
 //! Unit and model-based property tests (`src/queue/tests.rs`), 50 SIGKILLs
