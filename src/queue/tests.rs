@@ -320,6 +320,12 @@ proptest! {
         run_model(&cfg(), ops)?;
     }
 
+}
+
+proptest! {
+    // Fewer cases: every roll and removal fsyncs, so a case costs ~10× the one above.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
     /// Segments of 4 records: rolls, routing across segments, removal of drained segments
     /// and reopen with many segments are exercised by the same model.
     #[test]
