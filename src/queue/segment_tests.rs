@@ -170,9 +170,17 @@ fn a_crash_inside_a_roll_or_a_delete_leaves_a_queue_that_opens_consistently() {
     std::fs::create_dir_all(doomed.join("blobs")).expect("half-removed segment");
     std::fs::write(doomed.join("db"), b"partial").expect("write");
     std::fs::create_dir(dir.path().join("queue.deleting")).expect("half-removed legacy");
+    // And a crash while a later roll was creating its segment (never renamed to its name).
+    let creating = dir
+        .path()
+        .join("segments")
+        .join(format!("{}.creating", seg(11)));
+    std::fs::create_dir_all(&creating).expect("half-created segment");
+    std::fs::write(creating.join("conf"), b"partial").expect("write");
 
     let q = SledQueue::open(dir.path(), &tiny()).expect("reopen");
     assert!(!doomed.exists() && !dir.path().join("queue.deleting").exists());
+    assert!(!creating.exists(), "a half-created segment is removed");
     assert_eq!(segment_dirs(dir.path()), [seg(1), seg(5), seg(9)]);
     assert_eq!(ids(&q.peek(10).expect("peek")), [1, 2, 3, 4, 7, 8]);
     assert_eq!(

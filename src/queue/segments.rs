@@ -23,6 +23,9 @@ const SEGMENTS_DIR: &str = "segments";
 const LEGACY_DIR: &str = "queue";
 /// Suffix of a segment being removed (renamed first, so a crash leaves no half segment).
 const DELETING: &str = ".deleting";
+/// Suffix of a segment being created (renamed to its name once its database and counters are
+/// durable, so a crash never leaves a half-created sled database under a segment's name).
+const CREATING: &str = ".creating";
 /// Per-segment summary written when a sealed segment is closed, removed when it is opened.
 const SUMMARY: &str = "summary";
 const SUMMARY_TMP: &str = "summary.tmp";
@@ -82,6 +85,29 @@ fn fsync_dir(dir: &Path) -> Result<(), QueueError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| from_io(&format!("fsync {}", dir.display()), &e))
+}
+
+/// Creates the empty segment `first` atomically: sled database and counters (next id =
+/// `first`) written and flushed in `<name>.creating`, closed, renamed to `<name>`, parent
+/// fsynced. A directory already under the final name (a retried roll) is kept as it is.
+fn create_segment(seg_root: &Path, first: u64, cache_bytes: u64) -> Result<PathBuf, QueueError> {
+    let path = seg_root.join(segment_name(first));
+    if path.is_dir() {
+        return Ok(path);
+    }
+    let tmp = seg_root.join(format!("{}{CREATING}", segment_name(first)));
+    if tmp.exists() {
+        finish_delete(&tmp)?;
+    }
+    let mut store = Store::open(&tmp, cache_bytes, first)?;
+    let counters = store.counters;
+    store.apply(sled::Batch::default(), counters)?;
+    store.durable_flush()?;
+    store.close()?;
+    drop(store);
+    std::fs::rename(&tmp, &path).map_err(|e| from_io(&format!("rename {}", tmp.display()), &e))?;
+    fsync_dir(seg_root)?;
+    Ok(path)
 }
 
 /// Removes a directory renamed to `*.deleting` (the tail of an interrupted delete, too).
@@ -147,7 +173,7 @@ impl Segments {
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
-                if name.ends_with(DELETING) {
+                if name.ends_with(DELETING) || name.ends_with(CREATING) {
                     finish_delete(&path)?;
                     continue;
                 }
@@ -177,7 +203,7 @@ impl Segments {
             std::fs::create_dir_all(&seg_root)
                 .map_err(|e| from_io(&format!("create {}", seg_root.display()), &e))?;
             fsync_dir(root)?;
-            found.insert(1, seg_root.join(segment_name(1)));
+            found.insert(1, create_segment(&seg_root, 1, set.cache_bytes)?);
         }
         let head_first = *found
             .keys()
@@ -391,13 +417,10 @@ impl Segments {
         let seg_root = self.root.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&seg_root)
             .map_err(|e| from_io(&format!("create {}", seg_root.display()), &e))?;
-        let path = seg_root.join(segment_name(next));
-        let mut store = Store::open(&path, self.cache_bytes, next)?;
-        let counters = store.counters;
-        store.apply(sled::Batch::default(), counters)?;
-        store.durable_flush()?;
-        fsync_dir(&seg_root)?;
+        let path = create_segment(&seg_root, next, self.cache_bytes)?;
         fsync_dir(&self.root)?;
+        let store = Store::open(&path, self.cache_bytes, next)?;
+        let counters = store.counters;
         self.tick += 1;
         self.segs.insert(
             next,
