@@ -134,7 +134,21 @@ fn sigkill_at_random_points_loses_no_resolved_append() {
             }
         }
 
-        let q = SledQueue::open(dir.path(), &cfg()).expect("reopen");
+        let q = match SledQueue::open(dir.path(), &cfg()) {
+            Ok(q) => q,
+            Err(e) => {
+                let out = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!(
+                        "ls -la {0}/segments; for d in {0}/segments/*; do echo $d; ls -la $d; done",
+                        dir.path().display()
+                    ))
+                    .output()
+                    .expect("ls");
+                eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+                panic!("reopen: {e:?}");
+            }
+        };
         let present = q.list_waiting(RecordId(0), usize::MAX).expect("list");
         let stats = q.stats().expect("stats");
         assert_eq!(stats.quarantined, 0, "round {round}: corrupt records");

@@ -273,3 +273,18 @@ fn the_limits_count_every_segment() {
     q.ack(&[RecordId(1)]).expect("ack");
     assert_eq!(q.append_blocking(vec![payload(11)]), Ok(vec![RecordId(11)]));
 }
+
+#[test]
+fn a_snapshot_sled_was_writing_at_a_crash_does_not_fail_the_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = SledQueue::open(dir.path(), &tiny()).expect("open");
+    append_n(&q, 1, 3);
+    drop(q);
+    // What a SIGKILL during sled's snapshot write leaves: an empty `.generating` file with a
+    // higher lsn than the real snapshot (sled 0.34 would read it as the snapshot).
+    let leftover = seg_path(dir.path(), 1).join("snap.7FFFFFFFFFFFFFFF.generating");
+    std::fs::write(&leftover, b"").expect("write");
+    let q = SledQueue::open(dir.path(), &tiny()).expect("reopen");
+    assert_eq!(ids(&q.peek(10).expect("peek")), [1, 2, 3]);
+    assert!(!leftover.exists());
+}
