@@ -30,6 +30,7 @@
 //! DATA_DIR/segments/<first id, 20 digits>/   one sled database per segment
 //! DATA_DIR/segments/<…>/summary        counters + size of a closed sealed segment (60 bytes)
 //! DATA_DIR/segments/<…>.deleting/      a drained segment being removed
+//! DATA_DIR/segments/<…>.creating/      a new segment not yet durable (renamed when it is)
 //! DATA_DIR/queue/                      installations before segments: read as segment 1
 //! ```
 //! The queue is split into **segments** by id range (issue #9): a segment holds the records
@@ -82,7 +83,10 @@
 //!   duplicates are harmless). Crash inside a roll: the new head's directory may exist without
 //!   counters (= empty segment starting at its name; nothing was appended past the old head's
 //!   next id) and the old head may be unsealed (its next open replays its log once). Crash
-//!   inside a delete: a `*.deleting` directory, removed at the next open. At open the head's
+//!   inside a delete: a `*.deleting` directory, removed at the next open; a crash while a
+//!   segment is created: a `*.creating` directory, removed too. A crash while sled writes its
+//!   snapshot (at every open) leaves `snap.*.generating`, which sled 0.34 would misread as its
+//!   snapshot ("corrupted data"); the engine removes it before opening. At open the head's
 //!   next id is also raised to the highest next id of any segment.
 //! - **corruption**: a record whose checksum or version does not match is moved to the `Q`
 //!   range (raw bytes kept for forensics), counted in `stats().quarantined`, logged at warn
