@@ -203,7 +203,9 @@ impl Segments {
             std::fs::create_dir_all(&seg_root)
                 .map_err(|e| from_io(&format!("create {}", seg_root.display()), &e))?;
             fsync_dir(root)?;
-            found.insert(1, create_segment(&seg_root, 1, set.cache_bytes)?);
+            // The first segment is created in place, as the single database always was: a
+            // crash before anything was appended can only lose an empty queue.
+            found.insert(1, seg_root.join(segment_name(1)));
         }
         let head_first = *found
             .keys()
