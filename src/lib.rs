@@ -18,7 +18,7 @@
 //! | [`decode`] | PURE protocol decoders/encoders (IEEE-11073 numbers, GATT health profiles: `gatt/<profile>.rs`); entry point `readings_from_characteristic` |
 //! | [`fhir`] | PURE mapping `Reading` → Observation/Device (`map_reading` → `UploadUnit`), code tables, identifiers, Bundles (`build_bundle`), the queued unit format (`unit_format`); `[fhir]` config; table in docs/MAPPING.md |
 //! | [`sources`] | BLE / serial / MQTT adapters producing `Reading`s |
-//! | [`queue`] | the durable queue (sled): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
+//! | [`queue`] | the durable queue (sled, one database per id-range segment): group commit with real fdatasync, record format, limits, quarantine; the module doc is its design document |
 //! | [`upload`] | SMART Backend Services auth, the FHIR HTTP client, retry policy |
 //! | [`runtime`] | builds components from `Config`, spawns every task, shutdown, watchdog |
 //! | [`simulator`] | the device simulator (`simulate`, `demo`): TOML scenarios → hal's in-process devices, a BlueZ peripheral (`bluer`), ptys, MQTT; docs/SIMULATOR.md (`simulator` feature) |

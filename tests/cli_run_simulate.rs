@@ -68,10 +68,12 @@ fn an_invalid_scenario_exits_78_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("devices[0].profile"), "{}", text(&out));
     assert!(stderr.contains("scenario.toml"), "{}", text(&out));
-    assert!(
-        !dir.path().join("state").join("queue").exists(),
-        "nothing may start on a bad scenario"
-    );
+    for queue_dir in ["segments", "queue"] {
+        assert!(
+            !dir.path().join("state").join(queue_dir).exists(),
+            "nothing may start on a bad scenario"
+        );
+    }
 }
 
 #[test]

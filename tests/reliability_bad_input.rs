@@ -517,8 +517,10 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A file of the queue's (only) segment database, `segments/<first id>/`.
 fn sled_file(state: &Path, prefix: &str) -> PathBuf {
-    std::fs::read_dir(state.join("queue"))
+    let segment = state.join("segments").join(format!("{:020}", 1));
+    std::fs::read_dir(segment)
         .expect("queue dir")
         .flatten()
         .map(|e| e.path())

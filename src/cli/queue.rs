@@ -97,7 +97,8 @@ fn fail(err: QueueError) -> Failure {
 }
 
 fn open(dir: &Path) -> Result<SledQueue, Failure> {
-    if !dir.join("queue").is_dir() {
+    // `segments/` since issue #9; `queue/` is the single database of older installations.
+    if !dir.join("segments").is_dir() && !dir.join("queue").is_dir() {
         return Err(Failure::new(
             exit::UNAVAILABLE,
             format!("no queue in {} (wrong --data-dir?)", dir.display()),

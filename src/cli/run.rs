@@ -221,7 +221,8 @@ pub(crate) fn runtime_failure(err: RuntimeError) -> Failure {
             exit::DATA_ERR,
             format!(
                 "{err}\nthe queue's files are damaged; restarting will not help. Stop the service, \
-                 move {dir}/queue aside (keep it for analysis) and start again with an empty queue"
+                 move {dir}/segments (and {dir}/queue, if present) aside (keep them for \
+                 analysis) and start again with an empty queue"
             ),
         );
     }
@@ -254,7 +255,7 @@ mod tests {
         assert!(
             failure
                 .message
-                .contains("move /var/lib/vectorcare-gateway/queue aside")
+                .contains("move /var/lib/vectorcare-gateway/segments (and")
         );
     }
 

@@ -12,7 +12,8 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::oneshot;
 
 use super::record::{HEADER_LEN, Stored, to_ms};
-use super::store::{READY, Store, key};
+use super::segments::Segments;
+use super::store::{READY, key};
 use super::{FullReason, QueueConfig, QueueError, RecordId};
 
 /// How long acks and nacks may stay unflushed.
@@ -34,7 +35,7 @@ pub(super) struct Pending {
 /// State shared by the handle and the commit thread.
 pub(super) struct Shared {
     pub cfg: QueueConfig,
-    pub store: Mutex<Store>,
+    pub segs: Mutex<Segments>,
     pub pending: Mutex<Pending>,
     pub wake: Condvar,
     /// Group commits done (each is one durable flush), for tests and the benchmark.
@@ -53,10 +54,7 @@ pub(super) fn run(shared: Arc<Shared>) {
         if !requests.is_empty() {
             commit(&shared, requests);
         } else if !shutdown {
-            let mut store = shared.store.lock();
-            if store.dirty && store.broken.is_none() {
-                let _ = store.durable_flush();
-            }
+            shared.segs.lock().flush_dirty();
         }
         if shutdown && shared.pending.lock().requests.is_empty() {
             return;
@@ -65,16 +63,42 @@ pub(super) fn run(shared: Arc<Shared>) {
 }
 
 fn commit(shared: &Shared, requests: Vec<Request>) {
-    let mut store = shared.store.lock();
-    if let Err(err) = store.ensure_open() {
+    let mut segs = shared.segs.lock();
+    // Roll before appending: once the head is full nothing more may go into it (see
+    // `Segments::roll_if_full`).
+    if let Err(err) = segs.roll_if_full() {
+        let head_first = segs.head_first();
+        if let QueueError::Full(reason) = &err
+            && let Some(head) = segs.open_store_mut(head_first)
+        {
+            head.refusal = Some(reason.clone());
+        }
+        tracing::warn!(error = %err, "queue could not start a new segment");
         for req in requests {
             let _ = req.reply.send(Err(err.clone()));
         }
         return;
     }
+    let totals = segs.totals();
+    let head_first = segs.head_first();
+    if let Some(seg) = segs.segment_mut(head_first) {
+        seg.idle_until = None;
+    }
+    let store = match segs.head_store() {
+        Ok(store) => store,
+        Err(err) => {
+            for req in requests {
+                let _ = req.reply.send(Err(err.clone()));
+            }
+            return;
+        }
+    };
     let cfg = &shared.cfg;
     let now_ms = to_ms(SystemTime::now());
     let mut counters = store.counters;
+    // Records and bytes already stored in every segment, plus those accepted in this batch.
+    let mut stored_records = totals.ready + totals.dead;
+    let mut stored_bytes = totals.ready_bytes + totals.dead_bytes;
     let mut batch = sled::Batch::default();
     let mut accepted: Vec<(Reply, Vec<RecordId>)> = Vec::new();
     let mut refused = None;
@@ -85,11 +109,11 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
             .iter()
             .map(|p| (HEADER_LEN + p.len()) as u64)
             .sum();
-        let refusal = if counters.ready + counters.dead + n > cfg.max_records {
+        let refusal = if stored_records + n > cfg.max_records {
             Some(FullReason::Records {
                 limit: cfg.max_records,
             })
-        } else if counters.ready_bytes + counters.dead_bytes + bytes > cfg.max_bytes {
+        } else if stored_bytes + bytes > cfg.max_bytes {
             Some(FullReason::Bytes {
                 limit: cfg.max_bytes,
             })
@@ -117,6 +141,8 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
         }
         counters.ready += n;
         counters.ready_bytes += bytes;
+        stored_records += n;
+        stored_bytes += bytes;
         accepted.push((req.reply, ids));
     }
     if let Some(reason) = &refused {
@@ -129,7 +155,7 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
     let result = store
         .apply(batch, counters)
         .and_then(|()| store.durable_flush());
-    drop(store);
+    drop(segs);
     shared.commits.fetch_add(1, Ordering::Relaxed);
     for (reply, ids) in accepted {
         let _ = reply.send(result.clone().map(|()| ids));

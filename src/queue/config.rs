@@ -20,6 +20,9 @@ pub struct RawQueueConfig {
     pub max_record_bytes: usize,
     /// sled page-cache capacity.
     pub cache_bytes: u64,
+    /// Records per segment (one sled database each): bounds memory and reopen time, see the
+    /// module doc of `queue`.
+    pub segment_records: u64,
 }
 
 impl Default for RawQueueConfig {
@@ -30,6 +33,7 @@ impl Default for RawQueueConfig {
             max_records: typed.max_records,
             max_record_bytes: typed.max_record_bytes,
             cache_bytes: typed.cache_bytes,
+            segment_records: typed.segment_records,
         }
     }
 }
@@ -41,7 +45,11 @@ pub struct QueueConfig {
     pub max_records: u64,
     pub max_record_bytes: usize,
     pub cache_bytes: u64,
+    pub segment_records: u64,
 }
+
+/// Smallest accepted `segment_records` (tests use it to exercise rolls).
+pub const MIN_SEGMENT_RECORDS: u64 = 16;
 
 impl Default for QueueConfig {
     fn default() -> Self {
@@ -50,6 +58,7 @@ impl Default for QueueConfig {
             max_records: 1_000_000,
             max_record_bytes: 64 * 1024,
             cache_bytes: 4 * 1024 * 1024,
+            segment_records: 65_536,
         }
     }
 }
@@ -86,6 +95,13 @@ impl RawQueueConfig {
                 Some("use at least 262144; the default is 4194304 (4 MiB)"),
             );
         }
+        if self.segment_records < MIN_SEGMENT_RECORDS {
+            problems.push(
+                join(path, "segment_records"),
+                format!("{} is too small", self.segment_records),
+                Some("use at least 16; the default 65536 keeps memory and restart time low"),
+            );
+        }
         if problems.len() > before {
             return None;
         }
@@ -94,6 +110,7 @@ impl RawQueueConfig {
             max_records: self.max_records,
             max_record_bytes: self.max_record_bytes,
             cache_bytes: self.cache_bytes,
+            segment_records: self.segment_records,
         })
     }
 }
@@ -112,9 +129,11 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_path() {
-        let raw: RawQueueConfig =
-            toml::from_str("max_bytes = 1\nmax_records = 0\nmax_record_bytes = 5\ncache_bytes = 7")
-                .expect("parses");
+        let raw: RawQueueConfig = toml::from_str(
+            "max_bytes = 1\nmax_records = 0\nmax_record_bytes = 5\ncache_bytes = 7\n\
+                 segment_records = 15",
+        )
+        .expect("parses");
         let mut problems = Problems::new();
         assert_eq!(raw.validate("queue", &mut problems), None);
         let paths: Vec<_> = problems.iter().map(|p| p.path.as_str()).collect();
@@ -124,7 +143,8 @@ mod tests {
                 "queue.max_bytes",
                 "queue.max_records",
                 "queue.max_record_bytes",
-                "queue.cache_bytes"
+                "queue.cache_bytes",
+                "queue.segment_records"
             ]
         );
     }

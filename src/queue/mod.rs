@@ -5,7 +5,8 @@
 //! "upload unit" in each); it knows nothing of FHIR.
 //!
 //! ## API and guarantees
-//! [`DurableQueue`] is the contract; [`SledQueue`] is the engine (sled 0.34).
+//! [`DurableQueue`] is the contract; [`SledQueue`] is the engine (sled 0.34, one database per
+//! segment of the id range).
 //! - **append** resolves only once its records are on the storage device (not merely in the
 //!   page cache, see "Durability" below). Concurrent appends share one flush (group commit).
 //!   Sources acknowledge to their device/broker only after append resolved (persist before ack).
@@ -24,9 +25,18 @@
 //!   early, never hide it longer than its own delay.
 //!
 //! ## On-disk layout
-//! `DATA_DIR/queue.lock` (exclusive `flock` held while open; a second opener gets
-//! [`QueueError::Locked`]) and `DATA_DIR/queue/` (a sled database). One sled tree holds
-//! everything, so every state change is a single atomic sled batch:
+//! ```text
+//! DATA_DIR/queue.lock                  exclusive flock while open (second opener: Locked)
+//! DATA_DIR/segments/<first id, 20 digits>/   one sled database per segment
+//! DATA_DIR/segments/<…>/summary        counters + size of a closed sealed segment (60 bytes)
+//! DATA_DIR/segments/<…>.deleting/      a drained segment being removed
+//! DATA_DIR/segments/<…>.creating/      a new segment not yet durable (renamed when it is)
+//! DATA_DIR/queue/                      installations before segments: read as segment 1
+//! ```
+//! The queue is split into **segments** by id range (issue #9): a segment holds the records
+//! whose id is ≥ its name and < the next segment's name. Each segment is a complete store with
+//! the same key layout and exact counters, so every state change is a single atomic sled batch
+//! in ONE segment and each segment is crash-consistent by itself:
 //!
 //! | key | value |
 //! |---|---|
@@ -37,7 +47,26 @@
 //!
 //! Big-endian ids make sled's key order the queue order. Records are versioned and
 //! checksummed with CRC-32 (see [`record`]); the header is 29 bytes, the payload is stored as given.
-//! Counters make `stats` and reopen O(1): nothing is scanned at open.
+//! A store without a counters key is the empty segment whose next id is its name.
+//!
+//! The **head** (highest first id) takes every append; its next id is the queue's. When the
+//! head holds `segment_records` ids (`[queue]`, default 65 536) the commit thread **rolls**
+//! before the next append: it creates the new head (directory, sled, counters with next id =
+//! its name, flushed, parent directories fsynced), then **seals** the old head (closed and
+//! reopened once, so sled writes its snapshot and later opens need not replay its log) and
+//! writes its summary. Once a roll was due nothing more goes into the old head; if the roll
+//! fails the appends fail (temporary) and the next commit retries it.
+//!
+//! A sealed segment with no ready, dead or quarantined record left is **deleted**: closed,
+//! renamed to `<name>.deleting` (atomic), parent fsynced, removed; `open` finishes any
+//! leftover `*.deleting`. The head is never deleted (ids are never reused). Dead letters and
+//! quarantined records keep their segment until they are purged or requeued.
+//!
+//! **Summaries**: a closed sealed segment has a `summary` file (its counters, CRC-checked, and
+//! its size on disk), written atomically when it is closed and removed (durably) before it is
+//! opened, so it is never stale. `open` reads the summaries and opens only the head, plus —
+//! one at a time, to read their counters — sealed segments without a summary (those open at a
+//! crash). Stats and the limits are sums of per-segment counters held in memory.
 //!
 //! ## Durability
 //! sled's `Db::flush()` only issues `sync_file_range`, which starts write-back of the data
@@ -48,29 +77,48 @@
 //! the waiting appends resolved.
 //!
 //! ## What happens on …
-//! - **crash / power cut**: sled recovers its log up to the last complete flush; everything an
-//!   append resolved for is in it. Appends that had not resolved may or may not be present (their
-//!   sources did not acknowledge, so the device or broker resends: duplicates are harmless).
+//! - **crash / power cut**: sled recovers each segment's log up to its last complete flush;
+//!   everything an append resolved for is in it. Appends that had not resolved may or may not
+//!   be present (their sources did not acknowledge, so the device or broker resends:
+//!   duplicates are harmless). Crash inside a roll: the new head's directory may exist without
+//!   counters (= empty segment starting at its name; nothing was appended past the old head's
+//!   next id) and the old head may be unsealed (its next open replays its log once). Crash
+//!   inside a delete: a `*.deleting` directory, removed at the next open; a crash while a
+//!   segment is created: a `*.creating` directory, removed too. A crash while sled writes its
+//!   snapshot (at every open) leaves `snap.*.generating`, which sled 0.34 would misread as its
+//!   snapshot ("corrupted data"); the engine removes it before opening. At open the head's
+//!   next id is also raised to the highest next id of any segment.
 //! - **corruption**: a record whose checksum or version does not match is moved to the `Q`
 //!   range (raw bytes kept for forensics), counted in `stats().quarantined`, logged at warn
 //!   level without its content, and skipped; the rest of the queue keeps working. Damage to
 //!   sled's own log is detected by sled's checksums; sled then stops recovery at the damaged
-//!   message, which is reported as [`QueueError::Corrupt`] or loses the tail after it.
-//! - **full** (configured `max_records`/`max_bytes`, or the disk returns ENOSPC): appends fail
-//!   with [`QueueError::Full`]; sources do not acknowledge, so devices and brokers keep the
-//!   readings. Nothing already queued is dropped. `stats().full` shows why. The condition clears
-//!   by itself: limits are checked per commit, and after an I/O error the engine reopens sled on
-//!   the next commit attempt, so appends succeed again once acks or freed space allow.
+//!   message, which is reported as [`QueueError::Corrupt`] or loses the tail after it. A
+//!   damaged summary is ignored (the segment is opened to read its counters).
+//! - **full** (configured `max_records`/`max_bytes` over all segments, or the disk returns
+//!   ENOSPC): appends fail with [`QueueError::Full`]; sources do not acknowledge, so devices
+//!   and brokers keep the readings. Nothing already queued is dropped. `stats().full` shows
+//!   why. The condition clears by itself: limits are checked per commit, and after an I/O
+//!   error a segment's sled is reopened on its next use, so appends succeed again once acks
+//!   or freed space allow. Deleting drained segments gives their disk space back.
 //!
 //! ## Memory
-//! sled's page cache is capped by `cache_bytes` (default 4 MiB). The engine keeps in memory
-//! only the retry deadlines of nacked records.
+//! sled's tables grow with the number of keys in one open database (≈ 40 B per key, whatever
+//! the value size), so at most the head + 2 sealed segments (`OPEN_SEALED`, least recently
+//! used closed first, `segments.rs`) are open; each has a page cache capped by `cache_bytes`
+//! (default 4 MiB). `peek` walks segments oldest first, skipping those without ready records
+//! and those whose ready records are all delayed (the earliest retry deadline is remembered
+//! per segment, so a segment full of nacked records is not reopened by every peek). CLI paths
+//! (`list_dead`, `list_waiting`, `get`, …) open segments on demand through the same bound.
+//! In memory per segment: counters, size, and the retry deadlines of nacked records.
 //!
-//! ## Measured cost and known limits (docs/PERFORMANCE.md, `cargo bench --bench queue`)
-//! Durable ingest matches an fdatasync-per-batch append-only file and peak RSS is ~19 MiB, but
-//! sled writes ~8.5× the payload bytes over append → ack, never shrinks its file after a
-//! drain, and reopens 1M records in ~0.8 s. These are sled's, not the record format's; the
-//! trait lets the engine change.
+//! ## Measured cost and known limits (docs/PERFORMANCE.md, `cargo bench --bench queue`,
+//! `cargo bench --bench footprint`)
+//! Durable ingest matches an fdatasync-per-batch append-only file. sled writes ~8.5× the
+//! payload bytes over append → ack; disk space comes back per drained segment (sled itself
+//! never shrinks a file). Reopen + first peek with 1M records: 41 ms (one database: 0.8 s);
+//! the gateway with a 1M backlog: READY 47 ms, peak RSS 19.2 MiB. A roll costs the append that
+//! triggers it one sled open + close of the old head (its snapshot); removing a drained
+//! segment costs the `ack` that drains it a close, an fdatasync and the file removal.
 //!
 //! ## Tests
 //! Unit and model-based property tests (`src/queue/tests.rs`), 50 SIGKILLs
@@ -82,6 +130,9 @@ mod commit;
 pub mod config;
 mod lock;
 pub mod record;
+#[cfg(test)]
+mod segment_tests;
+mod segments;
 mod sled_queue;
 mod store;
 #[cfg(test)]

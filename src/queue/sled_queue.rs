@@ -1,5 +1,6 @@
 //! `SledQueue`: the [`DurableQueue`] engine on sled.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 use super::commit::{self, Pending, Request, Shared};
 use super::lock::DirLock;
 use super::record::{Stored, StoredDead, from_ms, to_ms};
+use super::segments::Segments;
 use super::store::{DEAD, QUARANTINE, READY, Store, from_sled, id_of, key};
 use super::{
     DeadLetter, DurableQueue, QueueConfig, QueueError, QueueStats, QueuedRecord, RecordId,
@@ -47,10 +49,10 @@ impl SledQueue {
         std::fs::create_dir_all(dir)
             .map_err(|e| QueueError::Io(format!("create {}: {e}", dir.display())))?;
         let lock = DirLock::acquire(dir)?;
-        let store = Store::open(&dir.join("queue"), cfg.cache_bytes)?;
+        let segs = Segments::open(dir, cfg)?;
         let shared = Arc::new(Shared {
             cfg: cfg.clone(),
-            store: Mutex::new(store),
+            segs: Mutex::new(segs),
             pending: Mutex::new(Pending::default()),
             wake: parking_lot::Condvar::new(),
             commits: Default::default(),
@@ -109,6 +111,11 @@ impl SledQueue {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How many segment databases are open now (the head included); at most 1 + 2.
+    pub fn open_segments(&self) -> usize {
+        self.shared.segs.lock().open_count()
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -125,13 +132,24 @@ impl SledQueue {
 
     /// Quarantined entries (id, raw bytes) in order.
     pub fn list_quarantined(&self, max: usize) -> Result<Vec<(RecordId, Vec<u8>)>, QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
+        let mut segs = self.shared.segs.lock();
         let mut out = Vec::new();
-        for item in store.db()?.scan_prefix([QUARANTINE]).take(max) {
-            let (k, v) = item.map_err(from_sled)?;
-            if let Some(id) = id_of(&k) {
-                out.push((RecordId(id), v.to_vec()));
+        for first in segs.firsts() {
+            if out.len() >= max {
+                break;
+            }
+            if segs
+                .segment(first)
+                .is_none_or(|s| s.counters().quarantined == 0)
+            {
+                continue;
+            }
+            let store = segs.store(first)?;
+            for item in store.db()?.scan_prefix([QUARANTINE]).take(max - out.len()) {
+                let (k, v) = item.map_err(from_sled)?;
+                if let Some(id) = id_of(&k) {
+                    out.push((RecordId(id), v.to_vec()));
+                }
             }
         }
         Ok(out)
@@ -139,8 +157,9 @@ impl SledQueue {
 
     /// One entry by id, whatever its state.
     pub fn get(&self, id: RecordId) -> Result<Entry, QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
+        let mut segs = self.shared.segs.lock();
+        let first = segs.route(id).ok_or(QueueError::NotFound(id))?;
+        let store = segs.store(first)?;
         let db = store.db()?;
         if let Some(raw) = db.get(key(READY, id.0)).map_err(from_sled)? {
             return match Stored::decode(id.0, &raw) {
@@ -166,7 +185,7 @@ impl SledQueue {
         Err(QueueError::NotFound(id))
     }
 
-    /// Flushes, stops the commit thread and closes sled (also done on drop).
+    /// Flushes, stops the commit thread and closes every segment (also done on drop).
     pub fn close(mut self) -> Result<(), QueueError> {
         self.shutdown()
     }
@@ -177,10 +196,11 @@ impl SledQueue {
         if let Some(handle) = self.committer.take() {
             let _ = handle.join();
         }
-        self.shared.store.lock().close()
+        self.shared.segs.lock().close_all()
     }
 
-    /// Ready records from `from` on; with `now`, records delayed past `now` are skipped.
+    /// Ready records from `from` on, oldest segment first; with `now`, records delayed past
+    /// `now` are skipped, and so are segments known to hold only delayed records.
     fn scan_ready(
         &self,
         from: RecordId,
@@ -188,61 +208,124 @@ impl SledQueue {
         now: Option<Instant>,
         skip: &[RecordId],
     ) -> Result<Vec<QueuedRecord>, QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
+        let mut segs = self.shared.segs.lock();
+        let firsts = segs.firsts();
         let mut out = Vec::new();
-        let mut bad = Vec::new();
-        let (opened_instant, opened_ms) = store.opened_at;
-        let iter = store.db()?.range(key(READY, from.0)..key(READY + 1, 0));
-        for item in iter {
+        for (i, first) in firsts.iter().copied().enumerate() {
             if out.len() >= max {
                 break;
             }
-            let (k, raw) = item.map_err(from_sled)?;
-            let Some(id) = id_of(&k) else { continue };
-            if skip.binary_search(&RecordId(id)).is_ok() {
+            if firsts.get(i + 1).is_some_and(|next| *next <= from.0) {
                 continue;
             }
-            if let (Some(now), Some(due)) = (now, store.delays.get(&id))
-                && *due > now
+            let Some(seg) = segs.segment(first) else {
+                continue;
+            };
+            if seg.counters().ready == 0 {
+                continue;
+            }
+            if let (Some(now), Some(idle)) = (now, seg.idle_until)
+                && idle > now
             {
                 continue;
             }
-            let rec = match Stored::decode(id, &raw) {
-                Ok(rec) => rec,
-                Err(e) => {
-                    bad.push((id, raw.to_vec(), e.to_string()));
-                    continue;
-                }
-            };
-            if rec.nacked_ms != 0 && !store.delays.contains_key(&id) {
-                // Nacked before this open: remaining delay from the wall clock, clamped.
-                let due_ms = rec.nacked_ms.saturating_add(u64::from(rec.retry_ms));
-                let left = due_ms
-                    .saturating_sub(opened_ms)
-                    .min(u64::from(rec.retry_ms));
-                let due = opened_instant + Duration::from_millis(left);
-                store.delays.insert(id, due);
-                if now.is_some_and(|now| due > now) {
-                    continue;
-                }
+            let store = segs.store(first)?;
+            let scan = scan_store(store, from, max - out.len(), now, skip)?;
+            out.extend(scan.records);
+            if let Some(seg) = segs.segment_mut(first) {
+                seg.idle_until = scan.idle_until;
             }
-            out.push(waiting(id, rec));
-        }
-        for (id, raw, why) in bad {
-            store.quarantine(READY, id, &raw, &why);
         }
         Ok(out)
     }
 
-    fn after_removal(store: &mut Store) {
-        if matches!(
-            store.refusal,
-            Some(super::FullReason::Records { .. } | super::FullReason::Bytes { .. })
-        ) {
+    fn after_removal(segs: &mut Segments) {
+        let head = segs.head_first();
+        if let Some(store) = segs.open_store_mut(head)
+            && matches!(
+                store.refusal,
+                Some(super::FullReason::Records { .. } | super::FullReason::Bytes { .. })
+            )
+        {
             store.refusal = None;
         }
     }
+}
+
+/// What one segment's scan found.
+struct Scan {
+    records: Vec<QueuedRecord>,
+    /// Set when the whole segment was scanned and every ready record in it is delayed: the
+    /// earliest retry deadline among them.
+    idle_until: Option<Instant>,
+}
+
+/// Ready records of one store from `from` on (see `SledQueue::scan_ready`).
+fn scan_store(
+    store: &mut Store,
+    from: RecordId,
+    max: usize,
+    now: Option<Instant>,
+    skip: &[RecordId],
+) -> Result<Scan, QueueError> {
+    let mut out = Vec::new();
+    let mut bad = Vec::new();
+    let mut complete = true;
+    let mut skipped = 0usize;
+    let mut earliest: Option<Instant> = None;
+    let (opened_instant, opened_ms) = store.opened_at;
+    let iter = store.db()?.range(key(READY, from.0)..key(READY + 1, 0));
+    for item in iter {
+        if out.len() >= max {
+            complete = false;
+            break;
+        }
+        let (k, raw) = item.map_err(from_sled)?;
+        let Some(id) = id_of(&k) else { continue };
+        if skip.binary_search(&RecordId(id)).is_ok() {
+            skipped += 1;
+            continue;
+        }
+        if let (Some(now), Some(due)) = (now, store.delays.get(&id))
+            && *due > now
+        {
+            earliest = Some(earliest.map_or(*due, |e| e.min(*due)));
+            continue;
+        }
+        let rec = match Stored::decode(id, &raw) {
+            Ok(rec) => rec,
+            Err(e) => {
+                bad.push((id, raw.to_vec(), e.to_string()));
+                continue;
+            }
+        };
+        if rec.nacked_ms != 0 && !store.delays.contains_key(&id) {
+            // Nacked before this open: remaining delay from the wall clock, clamped.
+            let due_ms = rec.nacked_ms.saturating_add(u64::from(rec.retry_ms));
+            let left = due_ms
+                .saturating_sub(opened_ms)
+                .min(u64::from(rec.retry_ms));
+            let due = opened_instant + Duration::from_millis(left);
+            store.delays.insert(id, due);
+            if now.is_some_and(|now| due > now) {
+                earliest = Some(earliest.map_or(due, |e| e.min(due)));
+                continue;
+            }
+        }
+        out.push(waiting(id, rec));
+    }
+    for (id, raw, why) in bad {
+        store.quarantine(READY, id, &raw, &why);
+    }
+    let idle_until = if complete && out.is_empty() && skipped == 0 && from.0 == 0 {
+        earliest
+    } else {
+        None
+    };
+    Ok(Scan {
+        records: out,
+        idle_until,
+    })
 }
 
 impl Drop for SledQueue {
@@ -306,35 +389,47 @@ impl DurableQueue for SledQueue {
     }
 
     fn ack(&self, ids: &[RecordId]) -> Result<(), QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
-        let mut batch = sled::Batch::default();
-        let mut c = store.counters;
-        let mut seen = std::collections::HashSet::new();
+        let mut segs = self.shared.segs.lock();
+        let mut by_segment: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for id in ids {
-            if !seen.insert(id.0) {
+            if let Some(first) = segs.route(*id) {
+                by_segment.entry(first).or_default().push(id.0);
+            }
+        }
+        let mut removed = false;
+        for (first, mut ids) in by_segment {
+            ids.sort_unstable();
+            ids.dedup();
+            let store = segs.store(first)?;
+            let mut batch = sled::Batch::default();
+            let mut c = store.counters;
+            for id in &ids {
+                if let Some(raw) = store.db()?.get(key(READY, *id)).map_err(from_sled)? {
+                    batch.remove(&key(READY, *id));
+                    c.ready = c.ready.saturating_sub(1);
+                    c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
+                }
+            }
+            if c == store.counters {
                 continue;
             }
-            if let Some(raw) = store.db()?.get(key(READY, id.0)).map_err(from_sled)? {
-                batch.remove(&key(READY, id.0));
-                c.ready = c.ready.saturating_sub(1);
-                c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
+            store.apply(batch, c)?;
+            for id in &ids {
+                store.delays.remove(id);
             }
+            removed = true;
+            segs.delete_if_drained(first)?;
         }
-        if c == store.counters {
-            return Ok(());
+        if removed {
+            Self::after_removal(&mut segs);
         }
-        store.apply(batch, c)?;
-        for id in ids {
-            store.delays.remove(&id.0);
-        }
-        Self::after_removal(&mut store);
         Ok(())
     }
 
     fn nack(&self, id: RecordId, retry_after: Duration) -> Result<(), QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
+        let mut segs = self.shared.segs.lock();
+        let first = segs.route(id).ok_or(QueueError::NotFound(id))?;
+        let store = segs.store(first)?;
         let raw = store
             .db()?
             .get(key(READY, id.0))
@@ -362,8 +457,9 @@ impl DurableQueue for SledQueue {
     }
 
     fn dead_letter(&self, id: RecordId, reason: String) -> Result<(), QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
+        let mut segs = self.shared.segs.lock();
+        let first = segs.route(id).ok_or(QueueError::NotFound(id))?;
+        let store = segs.store(first)?;
         let raw = store
             .db()?
             .get(key(READY, id.0))
@@ -398,144 +494,145 @@ impl DurableQueue for SledQueue {
     }
 
     fn requeue_dead(&self, id: Option<RecordId>) -> Result<u64, QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
-        let entries: Vec<(u64, sled::IVec)> = match id {
-            Some(id) => {
-                let raw = store
-                    .db()?
-                    .get(key(DEAD, id.0))
-                    .map_err(from_sled)?
-                    .ok_or(QueueError::NotFound(id))?;
-                vec![(id.0, raw)]
-            }
-            None => {
-                let mut all = Vec::new();
-                for item in store.db()?.scan_prefix([DEAD]) {
-                    let (k, v) = item.map_err(from_sled)?;
-                    if let Some(id) = id_of(&k) {
-                        all.push((id, v));
-                    }
-                }
-                all
-            }
+        let mut segs = self.shared.segs.lock();
+        let targets: Vec<u64> = match id {
+            Some(id) => vec![segs.route(id).ok_or(QueueError::NotFound(id))?],
+            None => segs
+                .firsts()
+                .into_iter()
+                .filter(|f| segs.segment(*f).is_some_and(|s| s.counters().dead > 0))
+                .collect(),
         };
-        let mut batch = sled::Batch::default();
-        let mut c = store.counters;
         let mut moved = 0;
-        for (id, raw) in entries {
-            let dead = match StoredDead::decode(id, &raw) {
-                Ok(d) => d,
-                Err(e) => {
-                    store.quarantine(DEAD, id, &raw, &e.to_string());
-                    c = store.counters;
-                    continue;
-                }
-            };
-            let rec = Stored {
-                attempts: 0,
-                enqueued_ms: dead.enqueued_ms,
-                nacked_ms: 0,
-                retry_ms: 0,
-                payload: dead.payload,
+        for first in targets {
+            let store = segs.store(first)?;
+            let n = requeue_in(store, id)?;
+            if n > 0
+                && let Some(seg) = segs.segment_mut(first)
+            {
+                seg.idle_until = None;
             }
-            .encode(id);
-            c.dead = c.dead.saturating_sub(1);
-            c.dead_bytes = c.dead_bytes.saturating_sub(raw.len() as u64);
-            c.ready += 1;
-            c.ready_bytes += rec.len() as u64;
-            batch.remove(&key(DEAD, id));
-            batch.insert(&key(READY, id), rec);
-            moved += 1;
-        }
-        if moved > 0 {
-            store.apply(batch, c)?;
-            store.durable_flush()?;
+            moved += n;
         }
         Ok(moved)
     }
 
     fn purge_dead(&self) -> Result<u64, QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
-        let mut batch = sled::Batch::default();
-        let mut c = store.counters;
+        let mut segs = self.shared.segs.lock();
         let mut purged = 0;
-        for item in store.db()?.scan_prefix([DEAD]) {
-            let (k, _) = item.map_err(from_sled)?;
-            batch.remove(k);
-            purged += 1;
+        for first in segs.firsts() {
+            if segs.segment(first).is_none_or(|s| s.counters().dead == 0) {
+                continue;
+            }
+            let store = segs.store(first)?;
+            let mut batch = sled::Batch::default();
+            let mut c = store.counters;
+            let mut n = 0;
+            for item in store.db()?.scan_prefix([DEAD]) {
+                let (k, _) = item.map_err(from_sled)?;
+                batch.remove(k);
+                n += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            c.dead = 0;
+            c.dead_bytes = 0;
+            store.apply(batch, c)?;
+            store.durable_flush()?;
+            purged += n;
+            segs.delete_if_drained(first)?;
         }
-        if purged == 0 {
-            return Ok(0);
+        if purged > 0 {
+            Self::after_removal(&mut segs);
         }
-        c.dead = 0;
-        c.dead_bytes = 0;
-        store.apply(batch, c)?;
-        store.durable_flush()?;
-        Self::after_removal(&mut store);
         Ok(purged)
     }
 
     fn list_dead(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
+        let mut segs = self.shared.segs.lock();
         let mut out = Vec::new();
-        let mut bad = Vec::new();
-        for item in store.db()?.scan_prefix([DEAD]) {
+        for first in segs.firsts() {
             if out.len() >= max {
                 break;
             }
-            let (k, raw) = item.map_err(from_sled)?;
-            let Some(id) = id_of(&k) else { continue };
-            match StoredDead::decode(id, &raw) {
-                Ok(rec) => out.push(dead(id, rec)),
-                Err(e) => bad.push((id, raw.to_vec(), e.to_string())),
+            if segs.segment(first).is_none_or(|s| s.counters().dead == 0) {
+                continue;
             }
-        }
-        for (id, raw, why) in bad {
-            store.quarantine(DEAD, id, &raw, &why);
+            let store = segs.store(first)?;
+            let mut bad = Vec::new();
+            for item in store.db()?.scan_prefix([DEAD]) {
+                if out.len() >= max {
+                    break;
+                }
+                let (k, raw) = item.map_err(from_sled)?;
+                let Some(id) = id_of(&k) else { continue };
+                match StoredDead::decode(id, &raw) {
+                    Ok(rec) => out.push(dead(id, rec)),
+                    Err(e) => bad.push((id, raw.to_vec(), e.to_string())),
+                }
+            }
+            for (id, raw, why) in bad {
+                store.quarantine(DEAD, id, &raw, &why);
+            }
         }
         Ok(out)
     }
 
     fn oldest_waiting(&self) -> Result<Option<RecordId>, QueueError> {
-        let mut store = self.shared.store.lock();
-        store.ensure_open()?;
-        store.first_id(READY)
+        let mut segs = self.shared.segs.lock();
+        for first in segs.firsts() {
+            if segs.segment(first).is_none_or(|s| s.counters().ready == 0) {
+                continue;
+            }
+            if let Some(id) = segs.store(first)?.first_id(READY)? {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     fn stats(&self) -> Result<QueueStats, QueueError> {
-        let mut store = self.shared.store.lock();
+        let mut segs = self.shared.segs.lock();
+        let head = segs.head_first();
         // A broken store still answers from its counters; the error shows in `full`.
-        let _ = store.ensure_open();
-        let c = store.counters;
-        let oldest_age = match store.first_id(READY) {
-            Ok(Some(id)) => store
-                .db()?
-                .get(key(READY, id.0))
-                .ok()
-                .flatten()
-                .and_then(|raw| Stored::decode(id.0, &raw).ok())
-                .map(|rec| {
-                    SystemTime::now()
-                        .duration_since(from_ms(rec.enqueued_ms))
-                        .unwrap_or_default()
-                }),
-            _ => None,
-        };
+        let _ = segs.store(head);
+        let c = segs.totals();
+        let oldest = segs
+            .firsts()
+            .into_iter()
+            .find(|f| segs.segment(*f).is_some_and(|s| s.counters().ready > 0));
+        let oldest_age = oldest.and_then(|first| {
+            let store = segs.store(first).ok()?;
+            let id = store.first_id(READY).ok()??;
+            let raw = store.db().ok()?.get(key(READY, id.0)).ok()??;
+            let rec = Stored::decode(id.0, &raw).ok()?;
+            Some(
+                SystemTime::now()
+                    .duration_since(from_ms(rec.enqueued_ms))
+                    .unwrap_or_default(),
+            )
+        });
         let now = Instant::now();
-        let full = store
-            .refusal
-            .as_ref()
-            .map(|r| r.to_string())
-            .or_else(|| store.broken.as_ref().map(|e| e.to_string()));
+        let delayed = segs
+            .firsts()
+            .into_iter()
+            .filter_map(|f| segs.segment(f))
+            .map(|s| s.delays().values().filter(|due| **due > now).count() as u64)
+            .sum();
+        let full = segs.open_store_mut(head).and_then(|store| {
+            store
+                .refusal
+                .as_ref()
+                .map(|r| r.to_string())
+                .or_else(|| store.broken.as_ref().map(|e| e.to_string()))
+        });
         Ok(QueueStats {
             depth: c.ready,
-            delayed: store.delays.values().filter(|due| **due > now).count() as u64,
+            delayed,
             bytes: c.ready_bytes,
             oldest_age,
-            bytes_on_disk: store.bytes_on_disk(),
+            bytes_on_disk: segs.bytes_on_disk(),
             dead_letters: c.dead,
             dead_letter_bytes: c.dead_bytes,
             quarantined: c.quarantined,
@@ -543,4 +640,61 @@ impl DurableQueue for SledQueue {
             full,
         })
     }
+}
+
+/// Moves dead letters of one store back to ready: the one with `id`, or all.
+fn requeue_in(store: &mut Store, id: Option<RecordId>) -> Result<u64, QueueError> {
+    let entries: Vec<(u64, sled::IVec)> = match id {
+        Some(id) => {
+            let raw = store
+                .db()?
+                .get(key(DEAD, id.0))
+                .map_err(from_sled)?
+                .ok_or(QueueError::NotFound(id))?;
+            vec![(id.0, raw)]
+        }
+        None => {
+            let mut all = Vec::new();
+            for item in store.db()?.scan_prefix([DEAD]) {
+                let (k, v) = item.map_err(from_sled)?;
+                if let Some(id) = id_of(&k) {
+                    all.push((id, v));
+                }
+            }
+            all
+        }
+    };
+    let mut batch = sled::Batch::default();
+    let mut c = store.counters;
+    let mut moved = 0;
+    for (id, raw) in entries {
+        let dead = match StoredDead::decode(id, &raw) {
+            Ok(d) => d,
+            Err(e) => {
+                store.quarantine(DEAD, id, &raw, &e.to_string());
+                c = store.counters;
+                continue;
+            }
+        };
+        let rec = Stored {
+            attempts: 0,
+            enqueued_ms: dead.enqueued_ms,
+            nacked_ms: 0,
+            retry_ms: 0,
+            payload: dead.payload,
+        }
+        .encode(id);
+        c.dead = c.dead.saturating_sub(1);
+        c.dead_bytes = c.dead_bytes.saturating_sub(raw.len() as u64);
+        c.ready += 1;
+        c.ready_bytes += rec.len() as u64;
+        batch.remove(&key(DEAD, id));
+        batch.insert(&key(READY, id), rec);
+        moved += 1;
+    }
+    if moved > 0 {
+        store.apply(batch, c)?;
+        store.durable_flush()?;
+    }
+    Ok(moved)
 }

@@ -211,7 +211,7 @@ async fn async_append_resolves_after_commit() {
 /// Flips one byte of record `id`'s stored value through sled itself, as bit rot below the
 /// record format (but above sled's own checksums) would.
 fn corrupt_record(dir: &std::path::Path, prefix: u8, id: u64) {
-    let db = sled::open(dir.join("queue")).expect("sled");
+    let db = sled::open(dir.join("segments").join(format!("{:020}", 1))).expect("sled");
     let k = store::key(prefix, id);
     let mut raw = db.get(k).expect("get").expect("present").to_vec();
     let at = raw.len() - 3;
@@ -317,19 +317,61 @@ proptest! {
 
     #[test]
     fn queue_behaves_like_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+        run_model(&cfg(), ops)?;
+    }
+
+}
+
+proptest! {
+    // Fewer cases: every roll and removal fsyncs, so a case costs ~10× the one above.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Segments of 4 records: rolls, routing across segments, removal of drained segments
+    /// and reopen with many segments are exercised by the same model.
+    #[test]
+    fn tiny_segments_behave_like_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+        run_model(&tiny_segments(), ops)?;
+    }
+}
+
+fn tiny_segments() -> QueueConfig {
+    QueueConfig {
+        segment_records: 4,
+        ..cfg()
+    }
+}
+
+fn run_model(cfg: &QueueConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut q = SledQueue::open(dir.path(), &cfg()).expect("open");
-        let mut m = Model { next_id: 1, ..Model::default() };
+        let mut q = SledQueue::open(dir.path(), cfg).expect("open");
+        let mut m = Model {
+            next_id: 1,
+            ..Model::default()
+        };
         let mut counter = 0u64;
         for op in ops {
             match op {
                 Op::Append(n) => {
-                    let payloads: Vec<Vec<u8>> = (0..n).map(|_| { counter += 1; payload(counter) }).collect();
+                    let payloads: Vec<Vec<u8>> = (0..n)
+                        .map(|_| {
+                            counter += 1;
+                            payload(counter)
+                        })
+                        .collect();
                     let got = q.append_blocking(payloads.clone()).expect("append");
-                    let want: Vec<RecordId> = (0..u64::from(n)).map(|i| RecordId(m.next_id + i)).collect();
+                    let want: Vec<RecordId> =
+                        (0..u64::from(n)).map(|i| RecordId(m.next_id + i)).collect();
                     prop_assert_eq!(got, want);
                     for p in payloads {
-                        m.waiting.insert(m.next_id, ModelRecord { payload: p, attempts: 0, hidden: false });
+                        m.waiting.insert(
+                            m.next_id,
+                            ModelRecord {
+                                payload: p,
+                                attempts: 0,
+                                hidden: false,
+                            },
+                        );
                         m.next_id += 1;
                     }
                 }
@@ -338,12 +380,19 @@ proptest! {
                 }
                 Op::AckFirst(k) => {
                     let ids: Vec<u64> = m.ready(k.into()).into_iter().map(|r| r.0).collect();
-                    q.ack(&ids.iter().copied().map(RecordId).collect::<Vec<_>>()).expect("ack");
-                    for id in ids { m.waiting.remove(&id); }
+                    q.ack(&ids.iter().copied().map(RecordId).collect::<Vec<_>>())
+                        .expect("ack");
+                    for id in ids {
+                        m.waiting.remove(&id);
+                    }
                 }
                 Op::NackFirst(hide) => {
                     if let Some((id, ..)) = m.ready(1).into_iter().next() {
-                        let delay = if hide { Duration::from_secs(3600) } else { Duration::ZERO };
+                        let delay = if hide {
+                            Duration::from_secs(3600)
+                        } else {
+                            Duration::ZERO
+                        };
                         q.nack(RecordId(id), delay).expect("nack");
                         let r = m.waiting.get_mut(&id).expect("model has it");
                         r.attempts += 1;
@@ -352,7 +401,8 @@ proptest! {
                 }
                 Op::DeadFirst => {
                     if let Some((id, ..)) = m.ready(1).into_iter().next() {
-                        q.dead_letter(RecordId(id), format!("reason {id}")).expect("dead");
+                        q.dead_letter(RecordId(id), format!("reason {id}"))
+                            .expect("dead");
                         let r = m.waiting.remove(&id).expect("model has it");
                         m.dead.insert(id, r);
                     }
@@ -372,20 +422,32 @@ proptest! {
                 }
                 Op::Reopen => {
                     drop(q);
-                    q = SledQueue::open(dir.path(), &cfg()).expect("reopen");
+                    q = SledQueue::open(dir.path(), cfg).expect("reopen");
                 }
             }
+            let oldest = m.waiting.keys().next().copied().map(RecordId);
+            prop_assert_eq!(q.oldest_waiting().expect("oldest"), oldest);
+            let all_waiting: Vec<u64> = ids(&q.list_waiting(RecordId(0), 1000).expect("list"));
+            prop_assert_eq!(all_waiting, m.waiting.keys().copied().collect::<Vec<_>>());
             let stats = q.stats().expect("stats");
             prop_assert_eq!(stats.depth, m.waiting.len() as u64);
             prop_assert_eq!(stats.dead_letters, m.dead.len() as u64);
             prop_assert_eq!(stats.next_id, m.next_id);
-            let dead: Vec<(u64, Vec<u8>, String)> = q.list_dead(1000).expect("dead")
-                .into_iter().map(|d| (d.id.0, d.payload, d.reason)).collect();
-            let model_dead: Vec<(u64, Vec<u8>, String)> = m.dead.iter()
-                .map(|(id, r)| (*id, r.payload.clone(), format!("reason {id}"))).collect();
+            let dead: Vec<(u64, Vec<u8>, String)> = q
+                .list_dead(1000)
+                .expect("dead")
+                .into_iter()
+                .map(|d| (d.id.0, d.payload, d.reason))
+                .collect();
+            let model_dead: Vec<(u64, Vec<u8>, String)> = m
+                .dead
+                .iter()
+                .map(|(id, r)| (*id, r.payload.clone(), format!("reason {id}")))
+                .collect();
             prop_assert_eq!(dead, model_dead);
         }
     }
+    Ok(())
 }
 
 #[test]
