@@ -31,7 +31,10 @@ pub fn init(config: &LogConfig) {
         LogFormat::Plain => false,
         LogFormat::Auto => std::io::stderr().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // The fmt subscriber's own level filter defaults to INFO: open it fully, `filter` decides.
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
+        .with_writer(std::io::stderr);
     let _ = if human {
         builder
             .with_target(false)
