@@ -288,3 +288,92 @@ fn a_snapshot_sled_was_writing_at_a_crash_does_not_fail_the_next_open() {
     assert_eq!(ids(&q.peek(10).expect("peek")), [1, 2, 3]);
     assert!(!leftover.exists());
 }
+
+/// Acks in order move the watermark instead of removing records; acked records stay acked
+/// across a reopen, a nack or dead letter of an acked id finds nothing, and a dead letter
+/// below the watermark can still be requeued under its own id.
+#[test]
+fn acks_in_order_move_the_watermark_and_acked_records_stay_acked_after_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = QueueConfig::default();
+    let q = SledQueue::open(dir.path(), &cfg).expect("open");
+    let all: Vec<RecordId> = q
+        .append_blocking((1..=10).map(payload).collect())
+        .expect("append");
+    q.dead_letter(all[1], "refused".into()).expect("dead");
+    q.nack(all[5], Duration::from_secs(3600)).expect("nack");
+    // 1, 3, 4, 5 are the run from the oldest ready key (2 is dead): the watermark moves to 6;
+    // 6 is delayed and not acked, so 7 and 8 are removed one by one.
+    let acked = [all[0], all[2], all[3], all[4], all[6], all[7]];
+    q.ack(&acked).expect("ack");
+    let left = [all[5].0, all[8].0, all[9].0];
+    assert_eq!(ids(&q.list_waiting(RecordId(0), 100).expect("list")), left);
+    assert_eq!(q.stats().expect("stats").depth, 3);
+    drop(q);
+    let q = SledQueue::open(dir.path(), &cfg).expect("reopen");
+    assert_eq!(ids(&q.list_waiting(RecordId(0), 100).expect("list")), left);
+    let stats = q.stats().expect("stats");
+    assert_eq!(stats.depth, 3);
+    assert_eq!(
+        stats.bytes,
+        [6u64, 9, 10]
+            .iter()
+            .map(|i| (HEADER_LEN + payload(*i).len()) as u64)
+            .sum::<u64>()
+    );
+    assert_eq!(q.oldest_waiting().expect("oldest"), Some(all[5]));
+    assert!(matches!(
+        q.nack(all[0], Duration::ZERO),
+        Err(QueueError::NotFound(_))
+    ));
+    assert!(matches!(
+        q.dead_letter(all[3], "late".into()),
+        Err(QueueError::NotFound(_))
+    ));
+    assert!(matches!(q.get(all[4]), Err(QueueError::NotFound(_))));
+    // Record 2 went dead below the watermark: requeued under its own id, ready again.
+    assert_eq!(q.requeue_dead(None).expect("requeue"), 1);
+    assert_eq!(
+        ids(&q.list_waiting(RecordId(0), 100).expect("list")),
+        [all[1].0, all[5].0, all[8].0, all[9].0]
+    );
+    q.ack(&[all[1], all[8], all[9]]).expect("ack");
+    assert_eq!(
+        ids(&q.peek(10).expect("peek")),
+        Vec::<u64>::new(),
+        "6 is delayed"
+    );
+    assert_eq!(q.stats().expect("stats").depth, 1);
+}
+
+/// A head that the uploader keeps drained rolls once enough acked records sit below its
+/// watermark, so their disk space comes back with the old head's directory.
+#[test]
+fn a_drained_head_with_many_acked_records_rolls_and_gives_their_space_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = SledQueue::open(dir.path(), &QueueConfig::default()).expect("open");
+    let mut acked = 0u64;
+    while acked < 5000 {
+        let got = q
+            .append_blocking((0..500).map(|i| payload(acked + i)).collect())
+            .expect("append");
+        q.ack(&got).expect("ack");
+        acked += 500;
+        if acked < 4096 {
+            assert_eq!(
+                segment_dirs(dir.path()),
+                [seg(1)],
+                "no roll before 4096 acked"
+            );
+        }
+    }
+    assert_eq!(
+        segment_dirs(dir.path()),
+        [seg(4501)],
+        "the drained head rolled at the ack that passed 4096 and its directory is gone"
+    );
+    let stats = q.stats().expect("stats");
+    assert_eq!((stats.depth, stats.next_id), (0, 5001));
+    let next = q.append_blocking(vec![payload(1)]).expect("append");
+    assert_eq!(next, [RecordId(5001)]);
+}

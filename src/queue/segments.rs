@@ -18,6 +18,9 @@ use super::{QueueConfig, QueueError, RecordId};
 pub(super) const OPEN_SEALED: usize = 2;
 /// Directory of the segments inside the data directory.
 const SEGMENTS_DIR: &str = "segments";
+/// A drained head with at least this many acked records on disk is rolled (and so deleted):
+/// ≈ 10 MB of the uploader's units.
+const DRAINED_HEAD_ROLL: u64 = 4096;
 /// The single sled database of installations before segments; read as the segment with
 /// first id 1.
 const LEGACY_DIR: &str = "queue";
@@ -416,6 +419,13 @@ impl Segments {
         if next.saturating_sub(old) < self.segment_records {
             return Ok(());
         }
+        self.roll()
+    }
+
+    /// Makes a new head starting at the head's next id; seals or deletes the old head.
+    fn roll(&mut self) -> Result<(), QueueError> {
+        let old = self.head_first();
+        let next = self.head_store()?.counters.next_id;
         let seg_root = self.root.join(SEGMENTS_DIR);
         std::fs::create_dir_all(&seg_root)
             .map_err(|e| from_io(&format!("create {}", seg_root.display()), &e))?;
@@ -449,6 +459,22 @@ impl Segments {
             write_summary(&seg.path, &seg.closed_counters, seg.closed_bytes)?;
         }
         Ok(())
+    }
+
+    /// Rolls to a new head when the head `first` holds nothing any more but keeps at least
+    /// `DRAINED_HEAD_ROLL` acked records on disk below its ack watermark: deleting the drained
+    /// old head gives their space back (acked records are not removed one by one, module doc
+    /// "Acks"). Bounds the disk a gateway that keeps up with its readings uses for them.
+    pub fn roll_if_drained_head(&mut self, first: u64) -> Result<(), QueueError> {
+        if first != self.head_first() {
+            return Ok(());
+        }
+        let store = self.head_store()?;
+        if store.counters.held() != 0 || store.acked_below.saturating_sub(first) < DRAINED_HEAD_ROLL
+        {
+            return Ok(());
+        }
+        self.roll()
     }
 
     /// Removes a sealed segment that holds nothing any more (no ready, dead or quarantined

@@ -14,7 +14,7 @@ use super::commit::{self, Pending, Request, Shared};
 use super::lock::DirLock;
 use super::record::{Stored, StoredDead, from_ms, to_ms};
 use super::segments::Segments;
-use super::store::{DEAD, QUARANTINE, READY, Store, from_sled, id_of, key};
+use super::store::{Counters, DEAD, QUARANTINE, READY, Store, from_sled, id_of, key};
 use super::{
     DeadLetter, DurableQueue, QueueConfig, QueueError, QueueStats, QueuedRecord, RecordId,
 };
@@ -160,8 +160,13 @@ impl SledQueue {
         let mut segs = self.shared.segs.lock();
         let first = segs.route(id).ok_or(QueueError::NotFound(id))?;
         let store = segs.store(first)?;
+        let acked = id.0 < store.acked_below;
         let db = store.db()?;
-        if let Some(raw) = db.get(key(READY, id.0)).map_err(from_sled)? {
+        if let Some(raw) = db
+            .get(key(READY, id.0))
+            .map_err(from_sled)?
+            .filter(|_| !acked)
+        {
             return match Stored::decode(id.0, &raw) {
                 Ok(rec) => Ok(Entry::Waiting(waiting(id.0, rec))),
                 Err(e) => {
@@ -260,6 +265,55 @@ struct Scan {
     idle_until: Option<Instant>,
 }
 
+/// The sled batch, counters and watermark that ack `ids` (sorted, unique) in `store`.
+///
+/// The watermark moves over the run of acked ids that starts at the lowest ready key: one
+/// range walk from the watermark reads their sizes (for the byte counter) and stops at the
+/// first ready key that is not acked, so the common case — the uploader acks the oldest
+/// records in order — writes one key instead of one remove per record (module doc, "Acks").
+/// Acked ids after that key are removed one by one, as are all when the walk finds none.
+fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64), QueueError> {
+    let db = store.db()?;
+    let mut batch = sled::Batch::default();
+    let mut c = store.counters;
+    let mut acked_below = store.acked_below;
+    let ids: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| *id >= acked_below)
+        .collect();
+    let Some(last) = ids.last().copied() else {
+        return Ok((batch, c, acked_below));
+    };
+    let mut next = 0;
+    for item in db.range(key(READY, acked_below)..key(READY, last + 1)) {
+        let (k, raw) = item.map_err(from_sled)?;
+        let Some(id) = id_of(&k) else { continue };
+        while ids.get(next).is_some_and(|acked| *acked < id) {
+            next += 1; // acked ids that are not stored (already gone)
+        }
+        if ids.get(next) != Some(&id) {
+            break; // a ready record that is not acked: the watermark stops here
+        }
+        c.ready = c.ready.saturating_sub(1);
+        c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
+        acked_below = id + 1;
+        next += 1;
+    }
+    for id in &ids[next..] {
+        if let Some(raw) = db.get(key(READY, *id)).map_err(from_sled)? {
+            batch.remove(&key(READY, *id));
+            c.ready = c.ready.saturating_sub(1);
+            c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
+        }
+    }
+    Ok((batch, c, acked_below))
+}
+
+/// A run of at least this many skipped ids is passed by a new range lookup (cheaper than
+/// stepping).
+const SEEK_PAST_RUN: usize = 4;
+
 /// Ready records of one store from `from` on (see `SledQueue::scan_ready`).
 fn scan_store(
     store: &mut Store,
@@ -274,16 +328,31 @@ fn scan_store(
     let mut skipped = 0usize;
     let mut earliest: Option<Instant> = None;
     let (opened_instant, opened_ms) = store.opened_at;
-    let iter = store.db()?.range(key(READY, from.0)..key(READY + 1, 0));
-    for item in iter {
+    // Acked keys below the watermark are never read.
+    let mut start = from.0.max(store.acked_below);
+    let mut iter = store.db()?.range(key(READY, start)..key(READY + 1, 0));
+    while let Some(item) = iter.next() {
         if out.len() >= max {
             complete = false;
             break;
         }
         let (k, raw) = item.map_err(from_sled)?;
         let Some(id) = id_of(&k) else { continue };
-        if skip.binary_search(&RecordId(id)).is_ok() {
-            skipped += 1;
+        if let Ok(at) = skip.binary_search(&RecordId(id)) {
+            // The uploader's pending acks are runs of consecutive ids: seek past a run instead
+            // of stepping through it (each sled step is a tree lookup).
+            let run = skip[at..]
+                .iter()
+                .zip(id..)
+                .take_while(|(skipped_id, expected)| skipped_id.0 == *expected)
+                .count();
+            if run >= SEEK_PAST_RUN {
+                skipped += run;
+                start = id + run as u64;
+                iter = store.db()?.range(key(READY, start)..key(READY + 1, 0));
+            } else {
+                skipped += 1;
+            }
             continue;
         }
         if let (Some(now), Some(due)) = (now, store.delays.get(&id))
@@ -401,24 +470,18 @@ impl DurableQueue for SledQueue {
             ids.sort_unstable();
             ids.dedup();
             let store = segs.store(first)?;
-            let mut batch = sled::Batch::default();
-            let mut c = store.counters;
-            for id in &ids {
-                if let Some(raw) = store.db()?.get(key(READY, *id)).map_err(from_sled)? {
-                    batch.remove(&key(READY, *id));
-                    c.ready = c.ready.saturating_sub(1);
-                    c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
-                }
-            }
+            let (batch, c, acked_below) = ack_batch(store, &ids)?;
             if c == store.counters {
                 continue;
             }
-            store.apply(batch, c)?;
+            store.apply_acks(batch, c, acked_below)?;
             for id in &ids {
                 store.delays.remove(id);
             }
             removed = true;
-            segs.delete_if_drained(first)?;
+            if !segs.delete_if_drained(first)? {
+                segs.roll_if_drained_head(first)?;
+            }
         }
         if removed {
             Self::after_removal(&mut segs);
@@ -434,6 +497,7 @@ impl DurableQueue for SledQueue {
             .db()?
             .get(key(READY, id.0))
             .map_err(from_sled)?
+            .filter(|_| id.0 >= store.acked_below)
             .ok_or(QueueError::NotFound(id))?;
         let mut rec = match Stored::decode(id.0, &raw) {
             Ok(rec) => rec,
@@ -464,6 +528,7 @@ impl DurableQueue for SledQueue {
             .db()?
             .get(key(READY, id.0))
             .map_err(from_sled)?
+            .filter(|_| id.0 >= store.acked_below)
             .ok_or(QueueError::NotFound(id))?;
         let rec = match Stored::decode(id.0, &raw) {
             Ok(rec) => rec,
@@ -664,6 +729,10 @@ fn requeue_in(store: &mut Store, id: Option<RecordId>) -> Result<u64, QueueError
             all
         }
     };
+    // A dead letter goes back under its own id, which the ack watermark may have passed.
+    if entries.iter().any(|(id, _)| *id < store.acked_below) {
+        store.materialize_acks()?;
+    }
     let mut batch = sled::Batch::default();
     let mut c = store.counters;
     let mut moved = 0;

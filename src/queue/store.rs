@@ -13,6 +13,8 @@ pub(super) const READY: u8 = b'R';
 pub(super) const DEAD: u8 = b'D';
 pub(super) const QUARANTINE: u8 = b'Q';
 const COUNTERS_KEY: &[u8] = b"Mcounters";
+/// The ack watermark: every ready key below it is acked (see the module doc, "Acks").
+const ACKED_BELOW_KEY: &[u8] = b"Macked_below";
 /// How long a sled database lock that looks held is retried (see `Store::open_db`).
 const SLED_LOCK_RETRY: Duration = Duration::from_secs(2);
 
@@ -144,6 +146,9 @@ pub(super) struct Store {
     log: Option<File>,
     synced_blobs: HashSet<OsString>,
     pub counters: Counters,
+    /// Ready keys with an id below this are acked: still in sled, never read (module doc,
+    /// "Acks"). Stored under `ACKED_BELOW_KEY` in the same batch as the counters.
+    pub acked_below: u64,
     /// Set after a storage error: sled poisons itself, so the next operation reopens it.
     pub broken: Option<QueueError>,
     /// Changes (acks, nacks) not yet flushed.
@@ -169,6 +174,7 @@ impl Store {
             log: None,
             synced_blobs: HashSet::new(),
             counters: Counters::default(),
+            acked_below: 0,
             broken: None,
             dirty: false,
             refusal: None,
@@ -225,17 +231,34 @@ impl Store {
                     .map_err(|e| from_io("fsync data directory", &e))?;
             }
         }
-        let counters = match db.get(COUNTERS_KEY).map_err(from_sled)? {
-            None => Counters::starting_at(self.first),
-            Some(raw) => match Counters::decode(&raw) {
-                Some(c) => c,
+        let (acked_below, watermark_ok) = match db.get(ACKED_BELOW_KEY).map_err(from_sled)? {
+            None => (0, true),
+            Some(raw) => match decode_watermark(&raw) {
+                Some(w) => (w, true),
+                // Records below the lost watermark are read (and uploaded) again: harmless,
+                // uploads are idempotent. The counters then no longer match: recount.
                 None => {
-                    tracing::warn!("queue counters failed their checksum; recounting");
-                    recount(&db, self.first)?
+                    tracing::warn!(
+                        "queue ack watermark failed its checksum; acked records may be sent again"
+                    );
+                    (0, false)
                 }
             },
         };
+        let stored = db.get(COUNTERS_KEY).map_err(from_sled)?;
+        let counters = match (stored, watermark_ok) {
+            (None, true) => Counters::starting_at(self.first),
+            (Some(raw), true) => match Counters::decode(&raw) {
+                Some(c) => c,
+                None => {
+                    tracing::warn!("queue counters failed their checksum; recounting");
+                    recount(&db, self.first, acked_below)?
+                }
+            },
+            (_, false) => recount(&db, self.first, acked_below)?,
+        };
         self.counters = counters;
+        self.acked_below = acked_below;
         self.db = Some(db);
         self.log = Some(log);
         self.synced_blobs.clear();
@@ -273,6 +296,43 @@ impl Store {
             }
             Err(e) => Err(self.fail(e)),
         }
+    }
+
+    /// Applies `batch`, the new counters and a new ack watermark atomically.
+    pub fn apply_acks(
+        &mut self,
+        mut batch: sled::Batch,
+        counters: Counters,
+        acked_below: u64,
+    ) -> Result<(), QueueError> {
+        if acked_below != self.acked_below {
+            batch.insert(ACKED_BELOW_KEY, encode_watermark(acked_below));
+        }
+        self.apply(batch, counters)?;
+        self.acked_below = acked_below;
+        Ok(())
+    }
+
+    /// Removes the acked keys below the watermark for real and resets it to 0, for an
+    /// operation that must put a ready key back below it (requeueing a dead letter). Costs
+    /// one remove per acked key still stored: rare (an operator's command).
+    pub fn materialize_acks(&mut self) -> Result<(), QueueError> {
+        if self.acked_below == 0 {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for item in self
+            .db()?
+            .range(key(READY, 0)..key(READY, self.acked_below))
+        {
+            let (k, _) = item.map_err(from_sled)?;
+            batch.remove(k);
+        }
+        batch.remove(ACKED_BELOW_KEY);
+        let c = self.counters;
+        self.apply(batch, c)?;
+        self.acked_below = 0;
+        Ok(())
     }
 
     /// Records a storage error (so the next operation reopens sled) and returns it.
@@ -355,9 +415,10 @@ impl Store {
     }
 
     pub fn first_id(&self, prefix: u8) -> Result<Option<RecordId>, QueueError> {
+        let from = if prefix == READY { self.acked_below } else { 0 };
         let hit = self
             .db()?
-            .scan_prefix([prefix])
+            .range(key(prefix, from)..key(prefix + 1, 0))
             .next()
             .transpose()
             .map_err(from_sled)?;
@@ -414,14 +475,28 @@ pub(super) fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
-/// Rebuilds the counters by scanning (only when the stored ones are damaged).
-fn recount(db: &sled::Db, first: u64) -> Result<Counters, QueueError> {
+fn encode_watermark(w: u64) -> Vec<u8> {
+    let mut out = w.to_le_bytes().to_vec();
+    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
+    out
+}
+
+fn decode_watermark(raw: &[u8]) -> Option<u64> {
+    let (body, crc) = (raw.get(..8)?, raw.get(8..)?);
+    (raw.len() == 12 && crc32fast::hash(body).to_le_bytes() == crc)
+        .then(|| u64::from_le_bytes(body.try_into().unwrap_or([0; 8])))
+}
+
+/// Rebuilds the counters by scanning (only when the stored ones are damaged); ready keys
+/// below the ack watermark are acked, not counted.
+fn recount(db: &sled::Db, first: u64, acked_below: u64) -> Result<Counters, QueueError> {
     let mut c = Counters::starting_at(first);
     for item in db.iter() {
         let (k, v) = item.map_err(from_sled)?;
         let Some(id) = id_of(&k) else { continue };
         c.next_id = c.next_id.max(id + 1);
         match k[0] {
+            READY if id < acked_below => {}
             READY => {
                 c.ready += 1;
                 c.ready_bytes += v.len() as u64;
