@@ -542,7 +542,7 @@ fn mqtt_identifiers(
                 "vitals payloads carry their time (identifier independent of arrival)"
             );
             let unit = vectorcare_gateway::fhir::map_reading(&reading, &context).expect("map");
-            identifiers.insert(unit.identifier().value.clone(), *seen_ms);
+            identifiers.insert(unit.identifier().value.to_owned(), *seen_ms);
         }
     }
     identifiers

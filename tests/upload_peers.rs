@@ -62,8 +62,10 @@ fn units_with_status(n: usize, keep_status: bool) -> Vec<UploadUnit> {
             map_reading(&r, &ctx).expect("map example")
         })
         .collect();
-    let distinct: std::collections::HashSet<_> =
-        units.iter().map(|u| u.identifier().value.clone()).collect();
+    let distinct: std::collections::HashSet<_> = units
+        .iter()
+        .map(|u| u.identifier().value.to_owned())
+        .collect();
     assert_eq!(
         distinct.len(),
         n,

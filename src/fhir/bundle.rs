@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use super::identity::{device_full_url, if_none_exist, observation_full_url};
-use super::{Identifier, UploadUnit};
+use super::{IdentifierRef, UploadUnit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -95,7 +95,7 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
         BundleType::Transaction => r#"{"resourceType":"Bundle","type":"transaction","entry":["#,
     });
     let mut entries = 0usize;
-    let mut seen: HashSet<&Identifier> = HashSet::new();
+    let mut seen: HashSet<IdentifierRef<'_>> = HashSet::new();
     for unit in units {
         for (identifier, text) in [
             (unit.gateway_identifier(), unit.gateway_json()),
@@ -126,9 +126,9 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
             observation_entry(
                 &mut out,
                 entries,
-                &status.observation,
-                &status.identifier,
-                &status.id,
+                status.observation,
+                status.identifier,
+                status.id,
                 opts.write_mode,
             );
             entries += 1;
@@ -154,7 +154,7 @@ fn entry_start(out: &mut String, index: usize, full_url: &str) {
 }
 
 /// `,"request":{…}}`: closes the entry the resource text left open.
-fn request(out: &mut String, method: &str, url: &str, if_none_exist_of: Option<&Identifier>) {
+fn request(out: &mut String, method: &str, url: &str, if_none_exist_of: Option<IdentifierRef<'_>>) {
     out.push_str(r#","request":{"method":""#);
     out.push_str(method);
     out.push_str(r#"","url":"#);
@@ -172,7 +172,7 @@ fn observation_entry(
     out: &mut String,
     index: usize,
     text: &str,
-    identifier: &Identifier,
+    identifier: IdentifierRef<'_>,
     id: &str,
     mode: WriteMode,
 ) {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::identity::{device_full_url, if_none_exist, observation_full_url};
-use super::{BundleOptions, BundleType, Identifier, UploadUnit, WriteMode};
+use super::{BundleOptions, BundleType, IdentifierRef, UploadUnit, WriteMode};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,7 +51,7 @@ pub fn serde_bundle_text(units: &[UploadUnit], opts: &BundleOptions) -> Option<S
             (unit.gateway_identifier(), unit.gateway_json()),
             (unit.device_identifier(), unit.device_json()),
         ] {
-            if seen.insert(identifier.clone()) {
+            if seen.insert(identifier) {
                 entry.push(Entry {
                     full_url: device_full_url(identifier),
                     resource: Resource::Borrowed(serde_json::from_str(text).ok()?),
@@ -74,9 +74,9 @@ pub fn serde_bundle_text(units: &[UploadUnit], opts: &BundleOptions) -> Option<S
         )?);
         if let Some(s) = unit.status_observation() {
             entry.push(observation(
-                &s.observation,
-                &s.identifier,
-                &s.id,
+                s.observation,
+                s.identifier,
+                s.id,
                 opts.write_mode,
             )?);
         }
@@ -94,7 +94,7 @@ pub fn serde_bundle_text(units: &[UploadUnit], opts: &BundleOptions) -> Option<S
 
 fn observation<'a>(
     text: &'a str,
-    identifier: &Identifier,
+    identifier: IdentifierRef<'_>,
     id: &str,
     mode: WriteMode,
 ) -> Option<Entry<'a>> {

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use super::model::Identifier;
+use super::unit::IdentifierRef;
 use crate::reading::{DeviceIdentity, SourceKind};
 
 /// IEEE EUI-64 System ID identifier system (as used by the PHD IG).
@@ -104,11 +105,12 @@ pub fn resource_id(identifier: &Identifier) -> String {
 }
 
 /// `identifier=system|value` for `ifNoneExist`, percent-encoding what a query needs.
-pub fn if_none_exist(identifier: &Identifier) -> String {
+pub fn if_none_exist<'a>(identifier: impl Into<IdentifierRef<'a>>) -> String {
+    let identifier = identifier.into();
     format!(
         "identifier={}|{}",
-        percent_encode(&identifier.system),
-        percent_encode(&identifier.value)
+        percent_encode(identifier.system),
+        percent_encode(identifier.value)
     )
 }
 
@@ -124,14 +126,15 @@ fn percent_encode(s: &str) -> String {
     out
 }
 
-/// fullUrl of a Device within a bundle, derived from its key identifier.
 /// fullUrl of an Observation in a bundle (from its deterministic id); a status-bits
 /// Observation's `derivedFrom` uses it to point at its measurement.
 pub fn observation_full_url(id: &str) -> String {
     urn_uuid(&format!("Observation|{id}"))
 }
 
-pub fn device_full_url(identifier: &Identifier) -> String {
+/// fullUrl of a Device within a bundle, derived from its key identifier.
+pub fn device_full_url<'a>(identifier: impl Into<IdentifierRef<'a>>) -> String {
+    let identifier = identifier.into();
     urn_uuid(&format!(
         "Device|{}|{}",
         identifier.system, identifier.value

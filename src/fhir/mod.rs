@@ -16,7 +16,6 @@
 //! would turn 2.00 into 2.0, so resources travel as JSON text, never as `Value`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 pub mod bundle;
 #[doc(hidden)]
@@ -31,6 +30,7 @@ pub mod observation;
 pub mod rules;
 pub mod status;
 pub mod time;
+pub mod unit;
 pub mod unit_format;
 
 #[cfg(test)]
@@ -41,6 +41,7 @@ mod unit_format_tests;
 pub use bundle::{BuiltBundle, BundleJson, BundleOptions, BundleType, WriteMode, build_bundle};
 pub use model::Identifier;
 pub use observation::map_reading;
+pub use unit::{IdentifierRef, StatusRef, UploadUnit};
 pub use unit_format::{UnitFormatError, decode_unit, encode_unit};
 
 /// Who the gateway is, for its own Device resource.
@@ -92,18 +93,8 @@ pub enum MapError {
     Render(String),
 }
 
-/// One reading ready for upload; what the durable queue stores.
-///
-/// Resources are kept as compact JSON text (exact decimals). The constructor and `Deserialize`
-/// both check that the texts are JSON objects, so a unit can always be put into a bundle; the
-/// queue stores units with [`encode_unit`], whose reader trusts that check (see
-/// [`unit_format`], "Why the JSON texts are not parsed again").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "UploadUnitData", into = "UploadUnitData")]
-pub struct UploadUnit {
-    data: UploadUnitData,
-}
-
+/// The owned form of an [`UploadUnit`] (its serde form: JSON units of older gateways,
+/// `queue show`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct UploadUnitData {
     observation: String,
@@ -140,67 +131,4 @@ pub struct SourceRecord {
     /// The reading's `device.address` (for BLE, the device's Bluetooth address).
     pub device: String,
     pub sequence: u32,
-}
-
-impl TryFrom<UploadUnitData> for UploadUnit {
-    type Error = String;
-    fn try_from(data: UploadUnitData) -> Result<Self, String> {
-        for (name, text) in [
-            ("observation", data.observation.as_str()),
-            ("device", &data.device),
-            ("gateway", &data.gateway),
-            (
-                "status observation",
-                data.status.as_ref().map_or("{}", |s| &s.observation),
-            ),
-        ] {
-            let raw: &RawValue =
-                serde_json::from_str(text).map_err(|e| format!("{name} is not JSON: {e}"))?;
-            if !raw.get().starts_with('{') {
-                return Err(format!("{name} is not a JSON object"));
-            }
-        }
-        Ok(UploadUnit { data })
-    }
-}
-
-impl From<UploadUnit> for UploadUnitData {
-    fn from(unit: UploadUnit) -> Self {
-        unit.data
-    }
-}
-
-impl UploadUnit {
-    /// The Observation JSON (no `id`; [`build_bundle`] adds it in PUT mode).
-    pub fn observation_json(&self) -> &str {
-        &self.data.observation
-    }
-    pub fn device_json(&self) -> &str {
-        &self.data.device
-    }
-    pub fn gateway_json(&self) -> &str {
-        &self.data.gateway
-    }
-    /// Observation.identifier (system + value), the de-duplication key.
-    pub fn identifier(&self) -> &Identifier {
-        &self.data.identifier
-    }
-    /// Deterministic Observation id for update-as-create (PUT Observation/{id}).
-    pub fn id(&self) -> &str {
-        &self.data.id
-    }
-    pub fn device_identifier(&self) -> &Identifier {
-        &self.data.device_identifier
-    }
-    pub fn gateway_identifier(&self) -> &Identifier {
-        &self.data.gateway_identifier
-    }
-    /// The status-bits Observation sent next to the measurement, if any.
-    pub fn status_observation(&self) -> Option<&StatusObservation> {
-        self.data.status.as_ref()
-    }
-    /// The device record this unit came from, when the reading had a record sequence number.
-    pub fn source_record(&self) -> Option<&SourceRecord> {
-        self.data.source_record.as_ref()
-    }
 }

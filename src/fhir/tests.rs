@@ -275,7 +275,7 @@ fn identifiers_are_deterministic_bounded_and_distinct() {
         assert_eq!(a.id().len(), 64);
         assert!(a.id().chars().all(|c| c.is_ascii_hexdigit()));
         assert!(
-            seen.insert(a.identifier().clone()),
+            seen.insert(a.identifier().to_identifier()),
             "{name}: identifier collides"
         );
     }
@@ -343,7 +343,7 @@ fn bundles_include_each_device_once_and_map_entries() {
             let e = &entries[built.observation_entries[i]];
             assert_eq!(
                 e["resource"]["identifier"][0]["value"],
-                unit.identifier().value.as_str()
+                unit.identifier().value
             );
             match write_mode {
                 WriteMode::Put => {
@@ -367,12 +367,12 @@ fn bundles_include_each_device_once_and_map_entries() {
                     let s = &entries[at];
                     assert_eq!(
                         s["resource"]["identifier"][0]["value"],
-                        status.identifier.value.as_str()
+                        status.identifier.value
                     );
                     assert_eq!(s["resource"]["derivedFrom"][0]["reference"], e["fullUrl"]);
                     assert_eq!(s["request"]["method"], e["request"]["method"]);
                     if write_mode == WriteMode::Put {
-                        assert_eq!(s["resource"]["id"], status.id.as_str());
+                        assert_eq!(s["resource"]["id"], status.id);
                     }
                 }
                 (None, None) => {}

@@ -38,7 +38,8 @@
 
 use std::borrow::Cow;
 
-use super::{Identifier, SourceRecord, StatusObservation, UploadUnit, UploadUnitData};
+use super::unit::{IdentifierRef, StatusRef, UnitParts};
+use super::{SourceRecord, UploadUnit};
 
 /// First byte of format 1 (never part of UTF-8 text).
 pub const UNIT_MAGIC: u8 = 0xF5;
@@ -75,58 +76,50 @@ pub enum UnitFormatError {
 
 /// Encodes a unit in format 1 (the queue payload).
 pub fn encode_unit(unit: &UploadUnit) -> Result<Vec<u8>, UnitFormatError> {
-    let d = &unit.data;
-    let status_len = d.status.as_ref().map_or(0, |s| {
-        s.observation.len() + s.identifier.system.len() + s.identifier.value.len() + s.id.len()
-    });
-    let record_len = d.source_record.as_ref().map_or(0, |r| r.device.len() + 8);
-    let capacity = 3
-        + 14 * 4
-        + d.observation.len()
-        + d.device.len()
-        + d.gateway.len()
-        + d.identifier.system.len()
-        + d.identifier.value.len()
-        + d.id.len()
-        + d.device_identifier.system.len()
-        + d.device_identifier.value.len()
-        + d.gateway_identifier.system.len()
-        + d.gateway_identifier.value.len()
-        + status_len
-        + record_len;
+    let status = unit.status_observation();
+    let source = unit.source_record();
+    let identifier = unit.identifier();
+    let device = unit.device_identifier();
+    let gateway = unit.gateway_identifier();
+    let mut fields: Vec<(&'static str, &str)> = vec![
+        ("observation", unit.observation_json()),
+        ("device", unit.device_json()),
+        ("gateway", unit.gateway_json()),
+        ("identifier system", identifier.system),
+        ("identifier value", identifier.value),
+        ("id", unit.id()),
+        ("device identifier system", device.system),
+        ("device identifier value", device.value),
+        ("gateway identifier system", gateway.system),
+        ("gateway identifier value", gateway.value),
+    ];
+    if let Some(s) = &status {
+        fields.extend([
+            ("status observation", s.observation),
+            ("status identifier system", s.identifier.system),
+            ("status identifier value", s.identifier.value),
+            ("status id", s.id),
+        ]);
+    }
+    if let Some(r) = source {
+        fields.push(("source record device", &r.device));
+    }
+    let capacity = 3 + 4 + fields.iter().map(|(_, t)| 4 + t.len()).sum::<usize>();
     let mut out = Vec::with_capacity(capacity);
     let mut flags = 0;
-    if d.status.is_some() {
+    if status.is_some() {
         flags |= HAS_STATUS;
     }
-    if d.source_record.is_some() {
+    if source.is_some() {
         flags |= HAS_SOURCE_RECORD;
     }
     out.extend_from_slice(&[UNIT_MAGIC, UNIT_VERSION, flags]);
-    let mut put = |name: &'static str, text: &str| -> Result<(), UnitFormatError> {
+    for (name, text) in fields {
         let len = u32::try_from(text.len()).map_err(|_| UnitFormatError::TooLong(name))?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(text.as_bytes());
-        Ok(())
-    };
-    put("observation", &d.observation)?;
-    put("device", &d.device)?;
-    put("gateway", &d.gateway)?;
-    put("identifier system", &d.identifier.system)?;
-    put("identifier value", &d.identifier.value)?;
-    put("id", &d.id)?;
-    put("device identifier system", &d.device_identifier.system)?;
-    put("device identifier value", &d.device_identifier.value)?;
-    put("gateway identifier system", &d.gateway_identifier.system)?;
-    put("gateway identifier value", &d.gateway_identifier.value)?;
-    if let Some(s) = &d.status {
-        put("status observation", &s.observation)?;
-        put("status identifier system", &s.identifier.system)?;
-        put("status identifier value", &s.identifier.value)?;
-        put("status id", &s.id)?;
     }
-    if let Some(r) = &d.source_record {
-        put("source record device", &r.device)?;
+    if let Some(r) = source {
         out.extend_from_slice(&r.sequence.to_le_bytes());
     }
     Ok(out)
@@ -192,27 +185,23 @@ impl<'a> Reader<'a> {
         std::str::from_utf8(bytes).map_err(|_| UnitFormatError::NotUtf8(name))
     }
 
-    fn string(&mut self, name: &'static str) -> Result<String, UnitFormatError> {
-        self.str(name).map(str::to_owned)
-    }
-
     /// A resource text: only its outer braces are checked (module doc: why no full parse).
-    fn object(&mut self, name: &'static str) -> Result<String, UnitFormatError> {
+    fn object(&mut self, name: &'static str) -> Result<&'a str, UnitFormatError> {
         let text = self.str(name)?;
         if text.len() < 2 || !text.starts_with('{') || !text.ends_with('}') {
             return Err(UnitFormatError::NotJsonObject(name));
         }
-        Ok(text.to_owned())
+        Ok(text)
     }
 
     fn identifier(
         &mut self,
         system: &'static str,
         value: &'static str,
-    ) -> Result<Identifier, UnitFormatError> {
-        Ok(Identifier {
-            system: self.string(system)?,
-            value: self.string(value)?,
+    ) -> Result<IdentifierRef<'a>, UnitFormatError> {
+        Ok(IdentifierRef {
+            system: self.str(system)?,
+            value: self.str(value)?,
         })
     }
 }
@@ -228,27 +217,27 @@ fn decode_v1(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
     if flags & !(HAS_STATUS | HAS_SOURCE_RECORD) != 0 {
         return Err(UnitFormatError::UnknownFlags(flags));
     }
-    let data = UploadUnitData {
+    let parts = UnitParts {
         observation: r.object("observation")?,
         device: r.object("device")?,
         gateway: r.object("gateway")?,
         identifier: r.identifier("identifier system", "identifier value")?,
-        id: r.string("id")?,
+        id: r.str("id")?,
         device_identifier: r.identifier("device identifier system", "device identifier value")?,
         gateway_identifier: r
             .identifier("gateway identifier system", "gateway identifier value")?,
         status: if flags & HAS_STATUS != 0 {
-            Some(StatusObservation {
+            Some(StatusRef {
                 observation: r.object("status observation")?,
                 identifier: r.identifier("status identifier system", "status identifier value")?,
-                id: r.string("status id")?,
+                id: r.str("status id")?,
             })
         } else {
             None
         },
         source_record: if flags & HAS_SOURCE_RECORD != 0 {
             Some(SourceRecord {
-                device: r.string("source record device")?,
+                device: r.str("source record device")?.to_owned(),
                 sequence: r.u32("source record sequence")?,
             })
         } else {
@@ -258,5 +247,5 @@ fn decode_v1(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
     if !r.rest.is_empty() {
         return Err(UnitFormatError::TrailingBytes(r.rest.len()));
     }
-    Ok(UploadUnit { data })
+    UploadUnit::pack(parts).map_err(|_| UnitFormatError::TooLong("unit"))
 }

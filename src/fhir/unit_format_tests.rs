@@ -214,7 +214,7 @@ fn concatenated_bundle_text_equals_the_serde_rendering() {
 fn a_put_of_an_empty_object_text_stays_json() {
     // Not something the mapper makes, but a unit's text may be `{}`: the id splice must not
     // leave a dangling comma.
-    let mut data = example_units()[0].data.clone();
+    let mut data = example_units()[0].to_data();
     data.observation = "{ }".into();
     let unit = UploadUnit::try_from(data).expect("unit");
     let built = build_bundle(

@@ -338,15 +338,15 @@ impl Uploader {
             let unit_observations = 1 + usize::from(unit.status_observation().is_some());
             let mut added = unit_observations;
             for identifier in [unit.gateway_identifier(), unit.device_identifier()] {
-                if !devices.contains(identifier) {
+                if !devices.contains(&identifier) {
                     added += 1;
                 }
             }
             if take > 0 && devices.len() + observations + added > max_entries {
                 break;
             }
-            devices.insert(unit.gateway_identifier().clone());
-            devices.insert(unit.device_identifier().clone());
+            devices.insert(unit.gateway_identifier());
+            devices.insert(unit.device_identifier());
             observations += unit_observations;
             take += 1;
         }
