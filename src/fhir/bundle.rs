@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use super::identity::{device_full_url, if_none_exist, observation_full_url};
+use super::identity::{push_device_full_url, push_if_none_exist, push_observation_full_url};
 use super::{IdentifierRef, UploadUnit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, Serialize)]
@@ -102,7 +102,7 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
             (unit.device_identifier(), unit.device_json()),
         ] {
             if seen.insert(identifier) {
-                entry_start(&mut out, entries, &device_full_url(identifier));
+                entry_start(&mut out, entries, FullUrl::Device(identifier));
                 out.push_str(text);
                 request(&mut out, "POST", "Device", Some(identifier));
                 entries += 1;
@@ -144,13 +144,24 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
 }
 
 /// `{"fullUrl":"…","resource":` (after a comma unless it is the first entry).
-fn entry_start(out: &mut String, index: usize, full_url: &str) {
+fn entry_start(out: &mut String, index: usize, full_url: FullUrl<'_>) {
     if index > 0 {
         out.push(',');
     }
-    out.push_str(r#"{"fullUrl":"#);
-    push_json_string(out, full_url);
-    out.push_str(r#","resource":"#);
+    // A `urn:uuid:` needs no JSON escaping.
+    out.push_str(r#"{"fullUrl":""#);
+    match full_url {
+        FullUrl::Device(identifier) => push_device_full_url(out, identifier),
+        FullUrl::Observation(id) => push_observation_full_url(out, id),
+    }
+    out.push_str(r#"","resource":"#);
+}
+
+/// Whose `fullUrl` an entry gets (written straight into the Bundle text).
+#[derive(Clone, Copy)]
+enum FullUrl<'a> {
+    Device(IdentifierRef<'a>),
+    Observation(&'a str),
 }
 
 /// `,"request":{…}}`: closes the entry the resource text left open.
@@ -160,8 +171,10 @@ fn request(out: &mut String, method: &str, url: &str, if_none_exist_of: Option<I
     out.push_str(r#"","url":"#);
     push_json_string(out, url);
     if let Some(identifier) = if_none_exist_of {
-        out.push_str(r#","ifNoneExist":"#);
-        push_json_string(out, &if_none_exist(identifier));
+        // Percent-encoded: needs no JSON escaping (`push_if_none_exist`).
+        out.push_str(r#","ifNoneExist":""#);
+        push_if_none_exist(out, identifier);
+        out.push('"');
     }
     out.push_str("}}");
 }
@@ -176,7 +189,7 @@ fn observation_entry(
     id: &str,
     mode: WriteMode,
 ) {
-    entry_start(out, index, &observation_full_url(id));
+    entry_start(out, index, FullUrl::Observation(id));
     match mode {
         WriteMode::ConditionalCreate => {
             out.push_str(text);

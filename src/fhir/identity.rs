@@ -36,7 +36,16 @@ pub fn sha256_hex(input: &str) -> String {
 
 /// A version-8 (custom) UUID from the SHA-256 of `name`: deterministic, RFC 9562 layout.
 pub fn deterministic_uuid(name: &str) -> uuid::Uuid {
-    let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+    deterministic_uuid_of(&[name])
+}
+
+/// [`deterministic_uuid`] of the concatenation of `parts` (without building it).
+fn deterministic_uuid_of(parts: &[&str]) -> uuid::Uuid {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    for part in parts {
+        context.update(part.as_bytes());
+    }
+    let digest = context.finish();
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest.as_ref()[..16]);
     bytes[6] = (bytes[6] & 0x0F) | 0x80;
@@ -45,7 +54,21 @@ pub fn deterministic_uuid(name: &str) -> uuid::Uuid {
 }
 
 pub fn urn_uuid(name: &str) -> String {
-    format!("urn:uuid:{}", deterministic_uuid(name).hyphenated())
+    let mut out = String::with_capacity(45);
+    push_urn_uuid(&mut out, &[name]);
+    out
+}
+
+/// Appends [`urn_uuid`] of the concatenation of `parts` (the Bundle builder's hot path: no
+/// intermediate strings).
+pub fn push_urn_uuid(out: &mut String, parts: &[&str]) {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.push_str("urn:uuid:");
+    out.push_str(
+        deterministic_uuid_of(parts)
+            .hyphenated()
+            .encode_lower(&mut buf),
+    );
 }
 
 /// "E8-60-0A-FF-FE-79-3E-98".
@@ -106,16 +129,21 @@ pub fn resource_id(identifier: &Identifier) -> String {
 
 /// `identifier=system|value` for `ifNoneExist`, percent-encoding what a query needs.
 pub fn if_none_exist<'a>(identifier: impl Into<IdentifierRef<'a>>) -> String {
-    let identifier = identifier.into();
-    format!(
-        "identifier={}|{}",
-        percent_encode(identifier.system),
-        percent_encode(identifier.value)
-    )
+    let mut out = String::new();
+    push_if_none_exist(&mut out, identifier.into());
+    out
 }
 
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Appends [`if_none_exist`]. Its text never needs JSON escaping: everything but ASCII
+/// letters, digits and `-._~:/` is percent-encoded, and `=`, `|` need no escape either.
+pub fn push_if_none_exist(out: &mut String, identifier: IdentifierRef<'_>) {
+    out.push_str("identifier=");
+    push_percent_encoded(out, identifier.system);
+    out.push('|');
+    push_percent_encoded(out, identifier.value);
+}
+
+fn push_percent_encoded(out: &mut String, s: &str) {
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/') {
             out.push(char::from(b));
@@ -123,20 +151,29 @@ fn percent_encode(s: &str) -> String {
             let _ = write!(out, "%{b:02X}");
         }
     }
-    out
 }
 
 /// fullUrl of an Observation in a bundle (from its deterministic id); a status-bits
 /// Observation's `derivedFrom` uses it to point at its measurement.
 pub fn observation_full_url(id: &str) -> String {
-    urn_uuid(&format!("Observation|{id}"))
+    let mut out = String::with_capacity(45);
+    push_observation_full_url(&mut out, id);
+    out
+}
+
+/// Appends [`observation_full_url`].
+pub fn push_observation_full_url(out: &mut String, id: &str) {
+    push_urn_uuid(out, &["Observation|", id]);
 }
 
 /// fullUrl of a Device within a bundle, derived from its key identifier.
 pub fn device_full_url<'a>(identifier: impl Into<IdentifierRef<'a>>) -> String {
-    let identifier = identifier.into();
-    urn_uuid(&format!(
-        "Device|{}|{}",
-        identifier.system, identifier.value
-    ))
+    let mut out = String::with_capacity(45);
+    push_device_full_url(&mut out, identifier.into());
+    out
+}
+
+/// Appends [`device_full_url`].
+pub fn push_device_full_url(out: &mut String, identifier: IdentifierRef<'_>) {
+    push_urn_uuid(out, &["Device|", identifier.system, "|", identifier.value]);
 }

@@ -314,6 +314,15 @@ fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64),
 /// stepping).
 const SEEK_PAST_RUN: usize = 4;
 
+/// How many ids at the start of `ids` are consecutive (1 for a lone id, 0 for none).
+fn consecutive_run(ids: &[RecordId]) -> usize {
+    let Some(first) = ids.first() else { return 0 };
+    ids.iter()
+        .zip(first.0..)
+        .take_while(|(id, expected)| id.0 == *expected)
+        .count()
+}
+
 /// Ready records of one store from `from` on (see `SledQueue::scan_ready`).
 fn scan_store(
     store: &mut Store,
@@ -330,6 +339,13 @@ fn scan_store(
     let (opened_instant, opened_ms) = store.opened_at;
     // Acked keys below the watermark are never read.
     let mut start = from.0.max(store.acked_below);
+    // Usually the uploader's pending acks begin right there: start after them instead of
+    // opening the range at a key only to seek away from it (each opening clones a leaf).
+    if let Ok(at) = skip.binary_search(&RecordId(start)) {
+        let run = consecutive_run(&skip[at..]);
+        skipped += run;
+        start += run as u64;
+    }
     let mut iter = store.db()?.range(key(READY, start)..key(READY + 1, 0));
     while let Some(item) = iter.next() {
         if out.len() >= max {
@@ -341,11 +357,7 @@ fn scan_store(
         if let Ok(at) = skip.binary_search(&RecordId(id)) {
             // The uploader's pending acks are runs of consecutive ids: seek past a run instead
             // of stepping through it (each sled step is a tree lookup).
-            let run = skip[at..]
-                .iter()
-                .zip(id..)
-                .take_while(|(skipped_id, expected)| skipped_id.0 == *expected)
-                .count();
+            let run = consecutive_run(&skip[at..]);
             if run >= SEEK_PAST_RUN {
                 skipped += run;
                 start = id + run as u64;
