@@ -13,8 +13,6 @@
 //! identifier) or by update-as-create (`PUT Observation/{deterministic id}`), so a retried
 //! bundle never duplicates a reading.
 
-use std::collections::HashSet;
-
 use serde::Serialize;
 
 use super::identity::{push_device_full_url, push_if_none_exist, push_observation_full_url};
@@ -95,13 +93,16 @@ pub fn build_bundle(units: &[UploadUnit], opts: &BundleOptions) -> BuiltBundle {
         BundleType::Transaction => r#"{"resourceType":"Bundle","type":"transaction","entry":["#,
     });
     let mut entries = 0usize;
-    let mut seen: HashSet<IdentifierRef<'_>> = HashSet::new();
+    // The Devices already written: a Bundle names few (one hub, a few devices), so a list
+    // beats hashing every unit's two identifiers.
+    let mut seen: Vec<IdentifierRef<'_>> = Vec::with_capacity(4);
     for unit in units {
         for (identifier, text) in [
             (unit.gateway_identifier(), unit.gateway_json()),
             (unit.device_identifier(), unit.device_json()),
         ] {
-            if seen.insert(identifier) {
+            if !seen.contains(&identifier) {
+                seen.push(identifier);
                 entry_start(&mut out, entries, FullUrl::Device(identifier));
                 out.push_str(text);
                 request(&mut out, "POST", "Device", Some(identifier));

@@ -331,7 +331,7 @@ fn scan_store(
     now: Option<Instant>,
     skip: &[RecordId],
 ) -> Result<Scan, QueueError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(max.min(1024));
     let mut bad = Vec::new();
     let mut complete = true;
     let mut skipped = 0usize;

@@ -151,7 +151,7 @@ pub fn bundle_body(bundle: BundleJson) -> bytes::Bytes {
 /// that ignore it (Medplum 4.5) answer in full, which is still read correctly.
 pub async fn post_bundle(
     http: &reqwest::Client,
-    fhir_base_url: &str,
+    fhir_base_url: impl reqwest::IntoUrl,
     bearer: &str,
     body: bytes::Bytes,
 ) -> Result<BundleReply, TransportError> {

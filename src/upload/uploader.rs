@@ -186,6 +186,8 @@ pub struct Uploader {
     pending_acks: Vec<RecordId>,
     /// When the oldest of `pending_acks` was confirmed.
     pending_since: Option<Instant>,
+    /// `settings.fhir_base_url` parsed once (not per request).
+    post_url: Option<reqwest::Url>,
 }
 
 impl Uploader {
@@ -196,6 +198,7 @@ impl Uploader {
         settings: UploaderSettings,
     ) -> Self {
         use rand::SeedableRng;
+        let post_url = reqwest::Url::parse(&settings.fhir_base_url).ok();
         Self {
             queue,
             http,
@@ -213,6 +216,7 @@ impl Uploader {
             ack_grouping: AckGrouping::IMMEDIATE,
             pending_acks: Vec::new(),
             pending_since: None,
+            post_url,
         }
     }
 
@@ -443,14 +447,17 @@ impl Uploader {
             }
             self.config_error_logged = false;
             self.count(|t| t.upload_attempt(good.len()));
-            match post_bundle(
-                &self.http,
-                &self.settings.fhir_base_url,
-                &token.access_token,
-                body.clone(),
-            )
-            .await
-            {
+            let posted = match &self.post_url {
+                Some(url) => {
+                    post_bundle(&self.http, url.clone(), &token.access_token, body.clone()).await
+                }
+                // Not a URL: reqwest reports it as the request's error, as it always did.
+                None => {
+                    let url = self.settings.fhir_base_url.as_str();
+                    post_bundle(&self.http, url, &token.access_token, body.clone()).await
+                }
+            };
+            match posted {
                 Ok(reply) if reply.status == 401 && !reauthorised => {
                     tracing::info!("FHIR server refused the bearer token; requesting a new one");
                     self.auth.invalidate().await;
