@@ -60,7 +60,7 @@ fn every_produced_resource_passes_the_fhir_validators() {
             if let Some(status) = unit.status_observation() {
                 std::fs::write(
                     dir.path().join(format!("obs_{name}_{tag}_status.json")),
-                    &status.observation,
+                    status.observation,
                 )
                 .expect("write");
                 count += 1;

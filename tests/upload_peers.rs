@@ -243,7 +243,7 @@ impl Rig {
         for unit in units {
             let id = unit.identifier();
             assert_eq!(
-                self.count_by_identifier(&token, "Observation", &id.system, &id.value)
+                self.count_by_identifier(&token, "Observation", id.system, id.value)
                     .await,
                 1,
                 "Observations for {}",

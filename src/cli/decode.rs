@@ -183,7 +183,7 @@ pub fn execute(args: Args) -> Outcome {
     for unit in &units {
         texts.push(unit.observation_json());
         if let Some(status) = unit.status_observation() {
-            texts.push(&status.observation);
+            texts.push(status.observation);
         }
     }
     for unit in &units {
@@ -191,7 +191,7 @@ pub fn execute(args: Args) -> Outcome {
             (unit.device_identifier(), unit.device_json()),
             (unit.gateway_identifier(), unit.gateway_json()),
         ] {
-            if seen.insert(id.clone()) {
+            if seen.insert(id) {
                 texts.push(text);
             }
         }

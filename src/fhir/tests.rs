@@ -101,8 +101,8 @@ fn snapshots_of_every_kind() {
         let problems = rules::check_observation(&obs, expected_loinc(&reading), true);
         assert!(problems.is_empty(), "{name}: {problems:?}");
         if let Some(status) = unit.status_observation() {
-            check_snapshot(&format!("{name}_status"), &status.observation);
-            let bits: Value = serde_json::from_str(&status.observation).expect("json");
+            check_snapshot(&format!("{name}_status"), status.observation);
+            let bits: Value = serde_json::from_str(status.observation).expect("json");
             let problems = rules::check_bits_observation(&bits, &obs);
             assert!(problems.is_empty(), "{name} status: {problems:?}");
         }
