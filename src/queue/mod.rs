@@ -44,6 +44,7 @@
 //! | `b'D'` + id | dead letter: record + the server's reason |
 //! | `b'Q'` + id | quarantined raw bytes of a record that failed its checksum |
 //! | `b'M'` + `"counters"` | next id, record/byte counts per state (kept exact in every batch) |
+//! | `b'M'` + `"acked_below"` | the ack watermark (u64 LE + CRC-32; absent = 0), see "Acks" |
 //!
 //! Big-endian ids make sled's key order the queue order. Records are versioned and
 //! checksummed with CRC-32 (see [`record`]); the header is 29 bytes, the payload is stored as given.
@@ -67,6 +68,26 @@
 //! opened, so it is never stale. `open` reads the summaries and opens only the head, plus —
 //! one at a time, to read their counters — sealed segments without a summary (those open at a
 //! crash). Stats and the limits are sums of per-segment counters held in memory.
+//!
+//! ## Acks (issue #5)
+//! Removing each acked record from sled cost the uploader more CPU than everything else it does
+//! per reading (a tree update per key, then sled's threads rewriting the pages). So an `ack`
+//! moves a per-segment **watermark** instead: every ready key below `acked_below` is acked —
+//! still stored, never read. `ack` walks the ready keys from the watermark up to its highest
+//! id; the run of acked ids it meets first (the uploader acks the oldest records, in order)
+//! moves the watermark past them with ONE key written, in the same batch as the counters (the
+//! walk also gives their sizes for the byte counter); the walk stops at the first ready key
+//! that is not acked (a delayed or in-flight record), and acked ids after it are removed one
+//! by one as before. Every reader starts at the watermark (`peek`, `list_waiting`,
+//! `oldest_waiting`, `get`, `nack`, `dead_letter`, a recount). Requeueing a dead letter whose
+//! id the watermark passed first removes the acked keys below it for real and resets the
+//! watermark (rare: an operator's command). Space: acked records stay on disk until their
+//! segment is deleted — a drained sealed segment at once, and the head when it holds nothing
+//! and at least 4 096 acked records (it rolls, `DRAINED_HEAD_ROLL`), so a gateway that keeps
+//! up with its readings keeps ≈ 10 MB of them at most. A damaged watermark reads as 0: acked
+//! records are uploaded again (harmless, uploads are idempotent) and the counters recounted.
+//! A gateway older than this change would read the watermark's records as ready again (the
+//! same harmless resend), and its counters would disagree until a recount.
 //!
 //! ## Durability
 //! sled's `Db::flush()` only issues `sync_file_range`, which starts write-back of the data
