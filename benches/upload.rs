@@ -258,9 +258,10 @@ async fn baseline(
     timer.stop()
 }
 
-async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -> Phase {
+/// A fresh sled queue (in /var/tmp: a real disk, not tmpfs) holding `units` in format 1.
+async fn filled_queue(units: &[UploadUnit]) -> (tempfile::TempDir, SledQueue) {
     let dir = tempfile::tempdir_in("/var/tmp").expect("queue dir");
-    let queue = Arc::new(SledQueue::open(dir.path(), &QueueConfig::default()).expect("queue"));
+    let queue = SledQueue::open(dir.path(), &QueueConfig::default()).expect("queue");
     for chunk in units.chunks(1000) {
         let payloads = chunk
             .iter()
@@ -268,6 +269,12 @@ async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) ->
             .collect();
         queue.append(payloads).await.expect("append");
     }
+    (dir, queue)
+}
+
+async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -> Phase {
+    let (_dir, queue) = filled_queue(units).await;
+    let queue = Arc::new(queue);
     let mut uploader = build::uploader(cfg, queue.clone(), Arc::new(SimulatedClock::new(0, true)))
         .expect("uploader");
     eprintln!("gateway phase: timing starts");
@@ -346,15 +353,7 @@ fn codec(units: &[UploadUnit], shape: Shape) {
 /// `AckGrouping::DEFAULT` does) over the same format-1 payloads, on a fresh sled queue.
 /// Prints CPU µs/obs of this process, main thread and other threads.
 async fn queue_only(units: &[UploadUnit], shape: Shape) {
-    let dir = tempfile::tempdir_in("/var/tmp").expect("queue dir");
-    let queue = SledQueue::open(dir.path(), &QueueConfig::default()).expect("queue");
-    for chunk in units.chunks(1000) {
-        let payloads = chunk
-            .iter()
-            .map(|u| encode_unit(u).expect("encode"))
-            .collect();
-        queue.append(payloads).await.expect("append");
-    }
+    let (_dir, queue) = filled_queue(units).await;
     let (cpu, main_cpu) = (cpu_self(), cpu_main_thread());
     let mut pending = Vec::new();
     let mut drained = 0;
