@@ -42,7 +42,7 @@ pub use bundle::{BuiltBundle, BundleJson, BundleOptions, BundleType, WriteMode, 
 pub use model::Identifier;
 pub use observation::map_reading;
 pub use unit::{IdentifierRef, StatusRef, UploadUnit};
-pub use unit_format::{UnitFormatError, decode_unit, encode_unit};
+pub use unit_format::{UnitFormatError, decode_unit, decode_unit_owned, encode_unit};
 
 /// Who the gateway is, for its own Device resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

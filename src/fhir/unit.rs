@@ -26,7 +26,8 @@ enum Field {
     StatusId,
 }
 
-const FIELDS: usize = 14;
+/// How many text fields a unit has (`Field`'s variants).
+pub(super) const FIELD_COUNT: usize = 14;
 
 /// One reading ready for upload; what the durable queue stores.
 ///
@@ -34,14 +35,15 @@ const FIELDS: usize = 14;
 /// both check that the texts are JSON objects, so a unit can always be put into a bundle; the
 /// queue stores units with [`super::encode_unit`], whose reader trusts that check (see
 /// [`super::unit_format`], "Why the JSON texts are not parsed again").
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "UploadUnitData", into = "UploadUnitData")]
 pub struct UploadUnit {
-    /// Every field's text, concatenated in `Field` order (the status fields only with
-    /// `has_status`). Equal units have equal texts and spans: both follow from the fields.
+    /// Every field's text, in `Field` order (the status fields only with `has_status`):
+    /// concatenated by `pack`, or a queued payload's own buffer with its framing blanked
+    /// (`from_framed`). So two equal units may differ in text and spans: compare fields.
     text: String,
-    /// End offset of each field in `text` (a field starts where the previous one ends).
-    ends: [u32; FIELDS],
+    /// `[start, end)` of each field in `text`, on character boundaries.
+    spans: [[u32; 2]; FIELD_COUNT],
     has_status: bool,
     source_record: Option<SourceRecord>,
 }
@@ -130,25 +132,45 @@ impl UploadUnit {
             return Err("unit is larger than 4 GiB".into());
         }
         let mut text = String::with_capacity(total);
-        let mut ends = [0u32; FIELDS];
-        for (end, t) in ends.iter_mut().zip(texts) {
-            text.push_str(t);
+        let mut spans = [[0u32; 2]; FIELD_COUNT];
+        for (span, t) in spans.iter_mut().zip(texts) {
             // Cannot truncate: the total was checked above.
-            *end = text.len() as u32;
+            let start = text.len() as u32;
+            text.push_str(t);
+            *span = [start, text.len() as u32];
         }
         Ok(Self {
             text,
-            ends,
+            spans,
             has_status: parts.status.is_some(),
             source_record: parts.source_record,
         })
     }
 
+    /// A unit whose text is a queued payload's buffer (`unit_format::decode_unit_owned`):
+    /// `spans` must lie on character boundaries of `text`.
+    pub(super) fn from_framed(
+        text: String,
+        spans: [[u32; 2]; FIELD_COUNT],
+        has_status: bool,
+        source_record: Option<SourceRecord>,
+    ) -> Self {
+        Self {
+            text,
+            spans,
+            has_status,
+            source_record,
+        }
+    }
+
     fn get(&self, field: Field) -> &str {
-        let i = field as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        // The spans were cut at field boundaries of valid UTF-8 by `pack`.
-        self.text.get(start..self.ends[i] as usize).unwrap_or("")
+        self.field_text(field as usize)
+    }
+
+    fn field_text(&self, i: usize) -> &str {
+        let [start, end] = self.spans[i];
+        // The spans lie on character boundaries (`pack`, `from_framed`); `get` cannot fail.
+        self.text.get(start as usize..end as usize).unwrap_or("")
     }
 
     fn identifier_at(&self, system: Field, value: Field) -> IdentifierRef<'_> {
@@ -214,6 +236,17 @@ impl UploadUnit {
         }
     }
 }
+
+/// Units are equal when their fields are, however their text is laid out.
+impl PartialEq for UploadUnit {
+    fn eq(&self, other: &Self) -> bool {
+        self.has_status == other.has_status
+            && self.source_record == other.source_record
+            && (0..FIELD_COUNT).all(|i| self.field_text(i) == other.field_text(i))
+    }
+}
+
+impl Eq for UploadUnit {}
 
 impl std::fmt::Debug for UploadUnit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -38,7 +38,7 @@
 
 use std::borrow::Cow;
 
-use super::unit::{IdentifierRef, StatusRef, UnitParts};
+use super::unit::{FIELD_COUNT, IdentifierRef, StatusRef, UnitParts};
 use super::{SourceRecord, UploadUnit};
 
 /// First byte of format 1 (never part of UTF-8 text).
@@ -125,6 +125,16 @@ pub fn encode_unit(unit: &UploadUnit) -> Result<Vec<u8>, UnitFormatError> {
     Ok(out)
 }
 
+/// Reads a queue payload it owns, like [`decode_unit`] but keeping a format-1 payload's buffer
+/// as the unit's text instead of copying it (the uploader's path).
+pub fn decode_unit_owned(payload: Vec<u8>) -> Result<UploadUnit, UnitFormatError> {
+    if payload.first() == Some(&UNIT_MAGIC) {
+        decode_v1_owned(payload)
+    } else {
+        decode_unit(&payload)
+    }
+}
+
 /// Reads a queue payload: format 1, or the JSON of units queued by older gateways.
 pub fn decode_unit(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
     match payload.first() {
@@ -178,35 +188,46 @@ impl<'a> Reader<'a> {
         Ok(u32::from_le_bytes(le))
     }
 
-    fn str(&mut self, name: &'static str) -> Result<&'a str, UnitFormatError> {
+    /// A length-prefixed field's bytes (UTF-8 is checked by the caller).
+    fn field(&mut self, name: &'static str) -> Result<&'a [u8], UnitFormatError> {
         let len = self.u32(name)?;
         let len = usize::try_from(len).map_err(|_| UnitFormatError::Truncated(name))?;
-        let bytes = self.take(len, name)?;
-        std::str::from_utf8(bytes).map_err(|_| UnitFormatError::NotUtf8(name))
-    }
-
-    /// A resource text: only its outer braces are checked (module doc: why no full parse).
-    fn object(&mut self, name: &'static str) -> Result<&'a str, UnitFormatError> {
-        let text = self.str(name)?;
-        if text.len() < 2 || !text.starts_with('{') || !text.ends_with('}') {
-            return Err(UnitFormatError::NotJsonObject(name));
-        }
-        Ok(text)
-    }
-
-    fn identifier(
-        &mut self,
-        system: &'static str,
-        value: &'static str,
-    ) -> Result<IdentifierRef<'a>, UnitFormatError> {
-        Ok(IdentifierRef {
-            system: self.str(system)?,
-            value: self.str(value)?,
-        })
+        self.take(len, name)
     }
 }
 
-fn decode_v1(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
+/// The field names of format 1, in their order (also `UploadUnit`'s field order).
+const FIELD_NAMES: [&str; FIELD_COUNT] = [
+    "observation",
+    "device",
+    "gateway",
+    "identifier system",
+    "identifier value",
+    "id",
+    "device identifier system",
+    "device identifier value",
+    "gateway identifier system",
+    "gateway identifier value",
+    "status observation",
+    "status identifier system",
+    "status identifier value",
+    "status id",
+];
+/// Fields that hold a resource's JSON text: only their outer braces are checked (module doc:
+/// why no full parse).
+const OBJECT_FIELDS: [usize; 4] = [0, 1, 2, 10];
+/// Fields present without the status flag.
+const BASE_FIELDS: usize = 10;
+
+/// A format-1 payload cut into its fields, every check made except UTF-8.
+struct Framed<'a> {
+    /// Each field's bytes (the status fields empty without `has_status`).
+    fields: [&'a [u8]; FIELD_COUNT],
+    has_status: bool,
+    source: Option<(&'a [u8], u32)>,
+}
+
+fn frame_v1(payload: &[u8]) -> Result<Framed<'_>, UnitFormatError> {
     let mut r = Reader { rest: payload };
     let &[_magic, version, flags] = r.take(3, "header")? else {
         return Err(UnitFormatError::Truncated("header"));
@@ -217,35 +238,132 @@ fn decode_v1(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
     if flags & !(HAS_STATUS | HAS_SOURCE_RECORD) != 0 {
         return Err(UnitFormatError::UnknownFlags(flags));
     }
-    let parts = UnitParts {
-        observation: r.object("observation")?,
-        device: r.object("device")?,
-        gateway: r.object("gateway")?,
-        identifier: r.identifier("identifier system", "identifier value")?,
-        id: r.str("id")?,
-        device_identifier: r.identifier("device identifier system", "device identifier value")?,
-        gateway_identifier: r
-            .identifier("gateway identifier system", "gateway identifier value")?,
-        status: if flags & HAS_STATUS != 0 {
-            Some(StatusRef {
-                observation: r.object("status observation")?,
-                identifier: r.identifier("status identifier system", "status identifier value")?,
-                id: r.str("status id")?,
-            })
-        } else {
-            None
-        },
-        source_record: if flags & HAS_SOURCE_RECORD != 0 {
-            Some(SourceRecord {
-                device: r.str("source record device")?.to_owned(),
-                sequence: r.u32("source record sequence")?,
-            })
-        } else {
-            None
-        },
+    let has_status = flags & HAS_STATUS != 0;
+    let present = if has_status { FIELD_COUNT } else { BASE_FIELDS };
+    let mut fields: [&[u8]; FIELD_COUNT] = [&[]; FIELD_COUNT];
+    for (i, field) in fields.iter_mut().enumerate().take(present) {
+        *field = r.field(FIELD_NAMES[i])?;
+        let is_object = OBJECT_FIELDS.contains(&i);
+        if is_object && (field.len() < 2 || field[0] != b'{' || field[field.len() - 1] != b'}') {
+            return Err(UnitFormatError::NotJsonObject(FIELD_NAMES[i]));
+        }
+    }
+    let source = if flags & HAS_SOURCE_RECORD != 0 {
+        Some((
+            r.field("source record device")?,
+            r.u32("source record sequence")?,
+        ))
+    } else {
+        None
     };
     if !r.rest.is_empty() {
         return Err(UnitFormatError::TrailingBytes(r.rest.len()));
     }
+    Ok(Framed {
+        fields,
+        has_status,
+        source,
+    })
+}
+
+fn utf8<'a>(bytes: &'a [u8], name: &'static str) -> Result<&'a str, UnitFormatError> {
+    std::str::from_utf8(bytes).map_err(|_| UnitFormatError::NotUtf8(name))
+}
+
+fn source_record(framed: &Framed<'_>) -> Result<Option<SourceRecord>, UnitFormatError> {
+    framed
+        .source
+        .map(|(device, sequence)| {
+            Ok(SourceRecord {
+                device: utf8(device, "source record device")?.to_owned(),
+                sequence,
+            })
+        })
+        .transpose()
+}
+
+/// Decodes a format-1 payload it borrows: the fields are copied into the unit's text.
+fn decode_v1(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
+    let framed = frame_v1(payload)?;
+    let mut texts = [""; FIELD_COUNT];
+    for (i, (text, bytes)) in texts.iter_mut().zip(framed.fields).enumerate() {
+        *text = utf8(bytes, FIELD_NAMES[i])?;
+    }
+    let source_record = source_record(&framed)?;
+    let id = |s: usize| IdentifierRef {
+        system: texts[s],
+        value: texts[s + 1],
+    };
+    let parts = UnitParts {
+        observation: texts[0],
+        device: texts[1],
+        gateway: texts[2],
+        identifier: id(3),
+        id: texts[5],
+        device_identifier: id(6),
+        gateway_identifier: id(8),
+        status: framed.has_status.then(|| StatusRef {
+            observation: texts[10],
+            identifier: id(11),
+            id: texts[13],
+        }),
+        source_record,
+    };
     UploadUnit::pack(parts).map_err(|_| UnitFormatError::TooLong("unit"))
+}
+
+/// Decodes a format-1 payload it owns without copying it (issue #5: the uploader decodes every
+/// record it sends): the payload's buffer becomes the unit's text. The framing bytes (header,
+/// lengths, the source record's sequence) are overwritten with ASCII spaces, so the whole
+/// buffer is UTF-8 exactly when every field is — one check over the buffer instead of one per
+/// field — and every field, bounded by ASCII bytes or the buffer's ends, starts and ends on a
+/// character boundary. Errors are those of [`decode_unit`], field names included.
+fn decode_v1_owned(mut payload: Vec<u8>) -> Result<UploadUnit, UnitFormatError> {
+    let framed = frame_v1(&payload)?;
+    if u32::try_from(payload.len()).is_err() {
+        return Err(UnitFormatError::TooLong("unit"));
+    }
+    let base = payload.as_ptr() as usize;
+    let mut spans = [[0u32; 2]; FIELD_COUNT];
+    for (span, bytes) in spans.iter_mut().zip(framed.fields) {
+        if !bytes.is_empty() {
+            // Inside `payload`, whose length fits a u32 (checked above).
+            let start = bytes.as_ptr() as usize - base;
+            *span = [start as u32, (start + bytes.len()) as u32];
+        }
+    }
+    let has_status = framed.has_status;
+    let source = framed.source.map(|(device, sequence)| {
+        let start = device.as_ptr() as usize - base;
+        (start..start + device.len(), sequence)
+    });
+    let source_span = source.as_ref().map(|(span, _)| span.clone());
+    // Blank everything that is not field text (fields and the device follow in payload order).
+    let mut at = 0usize;
+    let texts = spans.iter().map(|[s, e]| *s as usize..*e as usize);
+    for range in texts.chain(source_span).filter(|r| !r.is_empty()) {
+        payload[at..range.start].fill(b' ');
+        at = range.end;
+    }
+    let len = payload.len();
+    payload[at..len].fill(b' ');
+    let text = String::from_utf8(payload).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let field = spans
+            .iter()
+            .position(|[s, e]| (*s as usize..*e as usize).contains(&bad))
+            .map_or("source record device", |i| FIELD_NAMES[i]);
+        UnitFormatError::NotUtf8(field)
+    })?;
+    // Checked with the rest of the buffer, and bounded by blanked bytes: a whole string.
+    let source_record = source.map(|(span, sequence)| SourceRecord {
+        device: text.get(span).unwrap_or_default().to_owned(),
+        sequence,
+    });
+    Ok(UploadUnit::from_framed(
+        text,
+        spans,
+        has_status,
+        source_record,
+    ))
 }

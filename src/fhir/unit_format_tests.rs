@@ -46,6 +46,66 @@ fn every_example_unit_round_trips_through_the_queued_format() {
 }
 
 #[test]
+fn decoding_an_owned_payload_gives_the_same_unit_and_errors() {
+    for unit in &example_units() {
+        let bytes = encode_unit(unit).expect("encode");
+        let owned = decode_unit_owned(bytes.clone()).expect("decode owned");
+        assert_eq!(owned, *unit);
+        assert_eq!(format!("{owned:?}"), format!("{unit:?}"));
+        assert_eq!(encode_unit(&owned).expect("encode again"), bytes);
+        for cut in 0..bytes.len() {
+            assert_eq!(
+                decode_unit_owned(bytes[..cut].to_vec()),
+                decode_unit(&bytes[..cut]),
+                "prefix of {cut} bytes"
+            );
+        }
+    }
+    // Bad UTF-8 is named by field, as by `decode_unit`: the first field, a later one, and the
+    // source record's device (whose sequence, after it, is framing and may be any bytes).
+    let units = example_units();
+    let unit = units
+        .iter()
+        .find(|u| u.source_record().is_some())
+        .expect("a unit with a source record");
+    let bytes = encode_unit(unit).expect("encode");
+    let device = unit.source_record().expect("source").device.as_bytes();
+    let device_at = bytes.len() - 4 - device.len();
+    let id_at = find(&bytes, unit.id().as_bytes());
+    for at in [3 + 4 + 1, id_at, device_at, bytes.len() - 4] {
+        let mut damaged = bytes.clone();
+        damaged[at] = 0xFF;
+        assert_eq!(
+            decode_unit_owned(damaged.clone()),
+            decode_unit(&damaged),
+            "byte {at}"
+        );
+    }
+    let mut damaged = bytes.clone();
+    damaged[id_at] = 0xFF;
+    assert_eq!(
+        decode_unit_owned(damaged),
+        Err(UnitFormatError::NotUtf8("id"))
+    );
+    let mut damaged = bytes.clone();
+    damaged[device_at] = 0xC3;
+    assert_eq!(
+        decode_unit_owned(damaged),
+        Err(UnitFormatError::NotUtf8("source record device"))
+    );
+    // JSON units of older gateways go the borrowed way.
+    let json = serde_json::to_vec(unit).expect("json");
+    assert_eq!(decode_unit_owned(json).expect("json unit"), *unit);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("present")
+}
+
+#[test]
 fn damaged_framing_is_an_error_not_a_misread() {
     let unit = &example_units()[0];
     let bytes = encode_unit(unit).expect("encode");
@@ -138,6 +198,7 @@ proptest! {
         if let Ok(unit) = decode_unit(&payload) {
             prop_assert_eq!(&encode_unit(&unit).expect("encode"), &payload);
         }
+        prop_assert_eq!(decode_unit_owned(payload.clone()), decode_unit(&payload));
         let _ = decode_unit(&tail);
         let _ = payload_as_json(&payload);
     }
@@ -156,6 +217,8 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = value;
         }
+        // The uploader's owned decode reads damaged units exactly as the borrowed one.
+        prop_assert_eq!(decode_unit_owned(bytes.clone()), decode_unit(&bytes));
         if let Ok(unit) = decode_unit(&bytes) {
             for mode in [WriteMode::Put, WriteMode::ConditionalCreate] {
                 let opts = BundleOptions { bundle_type: BundleType::Batch, write_mode: mode };

@@ -62,7 +62,7 @@ use super::auth::{AccessToken, AuthError, Authorizer};
 use super::client::{BundleReply, bundle_body, post_bundle};
 use super::reply::ReplyBundle;
 use super::retry::{Backoff, StatusClass, classify_status};
-use crate::fhir::{BundleOptions, UploadUnit, build_bundle, decode_unit};
+use crate::fhir::{BundleOptions, UploadUnit, build_bundle, decode_unit_owned};
 use crate::queue::{DurableQueue, QueueError, QueuedRecord, RecordId};
 use crate::telemetry::Telemetry;
 
@@ -401,8 +401,9 @@ impl Uploader {
         let mut good = Vec::with_capacity(records.len());
         let mut units = Vec::with_capacity(records.len());
         let mut dead = 0;
-        for record in records {
-            match decode_unit(&record.payload) {
+        for mut record in records {
+            // The unit takes the payload's buffer (no copy); only the id is used afterwards.
+            match decode_unit_owned(std::mem::take(&mut record.payload)) {
                 Ok(unit) => {
                     good.push(record);
                     units.push(unit);
