@@ -377,3 +377,48 @@ fn a_drained_head_with_many_acked_records_rolls_and_gives_their_space_back() {
     let next = q.append_blocking(vec![payload(1)]).expect("append");
     assert_eq!(next, [RecordId(5001)]);
 }
+
+/// Reads go by id and find the next stored one with a range lookup after 32 missing ids: a
+/// run of 100 dead letters in the middle is passed by peek, by an ack's watermark walk and
+/// after a reopen, and pending-ack runs on either side of it are skipped.
+#[test]
+fn peeks_and_acks_pass_long_runs_of_missing_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = QueueConfig::default();
+    let q = SledQueue::open(dir.path(), &cfg).expect("open");
+    let all: Vec<RecordId> = q
+        .append_blocking((1..=300).map(payload).collect())
+        .expect("append");
+    for id in &all[100..200] {
+        q.dead_letter(*id, "refused".into()).expect("dead");
+    }
+    let expected: Vec<u64> = (1..=100).chain(201..=300).collect();
+    assert_eq!(ids(&q.peek(1000).expect("peek")), expected);
+    // Records 1..=90 wait for their ack: the peek starts after them and crosses the gap.
+    let pending: Vec<RecordId> = all[..90].to_vec();
+    assert_eq!(
+        ids(&q.peek_skipping(20, &pending).expect("peek")),
+        (91..=100).chain(201..=210).collect::<Vec<u64>>()
+    );
+    // A pending run just after the gap is skipped too.
+    let pending: Vec<RecordId> = all[..100].iter().chain(&all[200..250]).copied().collect();
+    assert_eq!(
+        ids(&q.peek_skipping(5, &pending).expect("peek")),
+        [251, 252, 253, 254, 255]
+    );
+    // Acking 1..=250 moves the watermark over the gap: one key, no removes.
+    q.ack(&pending).expect("ack");
+    assert_eq!(q.stats().expect("stats").depth, 50);
+    drop(q);
+    let q = SledQueue::open(dir.path(), &cfg).expect("reopen");
+    assert_eq!(
+        ids(&q.peek(1000).expect("peek")),
+        (251..=300).collect::<Vec<u64>>()
+    );
+    assert_eq!(q.stats().expect("stats").depth, 50);
+    // The dead letters are still there and come back under their ids, below the watermark.
+    assert_eq!(q.requeue_dead(None).expect("requeue"), 100);
+    let waiting = ids(&q.list_waiting(RecordId(0), 1000).expect("list"));
+    assert_eq!(waiting, (101..=200).chain(251..=300).collect::<Vec<u64>>());
+    assert_eq!(ids(&q.peek(1000).expect("peek")), waiting);
+}

@@ -265,13 +265,87 @@ struct Scan {
     idle_until: Option<Instant>,
 }
 
+/// Ready records are read by id (`Tree::get`), not with a range iterator: ids are dense (one
+/// per append, gaps only where records were dead-lettered or removed out of order), and in
+/// sled 0.34 the pages an iterator loads are never evicted from its page cache — draining a
+/// 100 000-record backlog through iterators kept ≈ 140 MB resident and rising, where reading
+/// the same records by id stays within the cache and costs less CPU (docs/PERFORMANCE.md,
+/// "Round 5"). After this many ids in a row are missing, the next stored id is found with
+/// one range lookup instead of probing on.
+const PROBE_GAP: u64 = 32;
+
+/// The stored ready record `id`, if any.
+fn ready_record(db: &sled::Db, id: u64) -> Result<Option<sled::IVec>, QueueError> {
+    db.get(key(READY, id)).map_err(from_sled)
+}
+
+/// The lowest stored ready id in `from..end` (one range lookup: a single page is read).
+fn next_ready_id(db: &sled::Db, from: u64, end: u64) -> Result<Option<u64>, QueueError> {
+    match db.range(key(READY, from)..key(READY, end)).keys().next() {
+        None => Ok(None),
+        Some(k) => Ok(id_of(&k.map_err(from_sled)?)),
+    }
+}
+
+/// Steps through the stored ready ids of `from..end` in order, by id (see [`PROBE_GAP`]).
+struct ReadyIds {
+    next: u64,
+    end: u64,
+    misses: u64,
+}
+
+impl ReadyIds {
+    fn new(from: u64, end: u64) -> Self {
+        Self {
+            next: from,
+            end,
+            misses: 0,
+        }
+    }
+
+    /// Moves past `n` ids without reading them.
+    fn skip(&mut self, n: u64) {
+        self.next = self.next.saturating_add(n);
+        self.misses = 0;
+    }
+
+    /// The next stored id and its record, or `None` at `end`.
+    fn next(&mut self, db: &sled::Db) -> Result<Option<(u64, sled::IVec)>, QueueError> {
+        while self.next < self.end {
+            if self.misses >= PROBE_GAP {
+                self.misses = 0;
+                match next_ready_id(db, self.next, self.end)? {
+                    Some(id) => self.next = id,
+                    None => self.next = self.end,
+                }
+                continue;
+            }
+            let id = self.next;
+            self.next += 1;
+            match ready_record(db, id)? {
+                Some(raw) => {
+                    self.misses = 0;
+                    return Ok(Some((id, raw)));
+                }
+                None => self.misses += 1,
+            }
+        }
+        Ok(None)
+    }
+
+    /// The id `next` would try first.
+    fn position(&self) -> u64 {
+        self.next
+    }
+}
+
 /// The sled batch, counters and watermark that ack `ids` (sorted, unique) in `store`.
 ///
-/// The watermark moves over the run of acked ids that starts at the lowest ready key: one
-/// range walk from the watermark reads their sizes (for the byte counter) and stops at the
-/// first ready key that is not acked, so the common case — the uploader acks the oldest
-/// records in order — writes one key instead of one remove per record (module doc, "Acks").
-/// Acked ids after that key are removed one by one, as are all when the walk finds none.
+/// The watermark moves over the run of acked ids that starts at the lowest ready key: a walk
+/// from the watermark reads their sizes (for the byte counter) and stops at the first ready
+/// key that is not acked, so the common case — the uploader acks the oldest records in order —
+/// writes one key instead of one remove per record (module doc, "Acks"). Acked ids after that
+/// key are removed one by one, as are all when the walk finds none.
 fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64), QueueError> {
     let db = store.db()?;
     let mut batch = sled::Batch::default();
@@ -286,9 +360,8 @@ fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64),
         return Ok((batch, c, acked_below));
     };
     let mut next = 0;
-    for item in db.range(key(READY, acked_below)..key(READY, last + 1)) {
-        let (k, raw) = item.map_err(from_sled)?;
-        let Some(id) = id_of(&k) else { continue };
+    let mut walk = ReadyIds::new(acked_below, last + 1);
+    while let Some((id, raw)) = walk.next(db)? {
         while ids.get(next).is_some_and(|acked| *acked < id) {
             next += 1; // acked ids that are not stored (already gone)
         }
@@ -301,7 +374,7 @@ fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64),
         next += 1;
     }
     for id in &ids[next..] {
-        if let Some(raw) = db.get(key(READY, *id)).map_err(from_sled)? {
+        if let Some(raw) = ready_record(db, *id)? {
             batch.remove(&key(READY, *id));
             c.ready = c.ready.saturating_sub(1);
             c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
@@ -309,10 +382,6 @@ fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64),
     }
     Ok((batch, c, acked_below))
 }
-
-/// A run of at least this many skipped ids is passed by a new range lookup (cheaper than
-/// stepping).
-const SEEK_PAST_RUN: usize = 4;
 
 /// How many ids at the start of `ids` are consecutive (1 for a lone id, 0 for none).
 fn consecutive_run(ids: &[RecordId]) -> usize {
@@ -337,34 +406,28 @@ fn scan_store(
     let mut skipped = 0usize;
     let mut earliest: Option<Instant> = None;
     let (opened_instant, opened_ms) = store.opened_at;
-    // Acked keys below the watermark are never read.
-    let mut start = from.0.max(store.acked_below);
-    // Usually the uploader's pending acks begin right there: start after them instead of
-    // opening the range at a key only to seek away from it (each opening clones a leaf).
-    if let Ok(at) = skip.binary_search(&RecordId(start)) {
-        let run = consecutive_run(&skip[at..]);
-        skipped += run;
-        start += run as u64;
-    }
-    let mut iter = store.db()?.range(key(READY, start)..key(READY + 1, 0));
-    while let Some(item) = iter.next() {
+    let db = store.db()?.clone();
+    // Acked keys below the watermark are never read; nothing is stored at or past next_id.
+    let mut ids = ReadyIds::new(from.0.max(store.acked_below), store.counters.next_id);
+    loop {
         if out.len() >= max {
             complete = false;
             break;
         }
-        let (k, raw) = item.map_err(from_sled)?;
-        let Some(id) = id_of(&k) else { continue };
-        if let Ok(at) = skip.binary_search(&RecordId(id)) {
-            // The uploader's pending acks are runs of consecutive ids: seek past a run instead
-            // of stepping through it (each sled step is a tree lookup).
+        // The uploader's pending acks are runs of consecutive ids: pass a run without reading
+        // it (usually the one right at the start).
+        if let Ok(at) = skip.binary_search(&RecordId(ids.position())) {
             let run = consecutive_run(&skip[at..]);
-            if run >= SEEK_PAST_RUN {
-                skipped += run;
-                start = id + run as u64;
-                iter = store.db()?.range(key(READY, start)..key(READY + 1, 0));
-            } else {
-                skipped += 1;
-            }
+            skipped += run;
+            ids.skip(run as u64);
+            continue;
+        }
+        let Some((id, raw)) = ids.next(&db)? else {
+            break;
+        };
+        if skip.binary_search(&RecordId(id)).is_ok() {
+            // Reached after a gap: pass it and its run next time round.
+            skipped += 1;
             continue;
         }
         if let (Some(now), Some(due)) = (now, store.delays.get(&id))
