@@ -28,7 +28,9 @@
 //! not included; goal ≤ 15 µs for the gateway), split into the main thread (the uploader's
 //! loop and the HTTP client: one current-thread runtime) and the other threads (the queue's
 //! commit thread and sled's own I/O threads), with the server's CPU per observation from
-//! /proc for context. One Bundle is in flight at a time in both phases, as in the gateway.
+//! /proc for context, and how much this process's resident memory grew during the phase (the
+//! drain must not keep what it read: round 5). One Bundle is in flight at a time in both
+//! phases, as in the gateway.
 
 // Shared with tests/upload_peers.rs (fault injection and stats are unused here).
 #[allow(dead_code)]
@@ -167,6 +169,18 @@ struct Phase {
     cpu: Duration,
     main_cpu: Duration,
     server_cpu: Duration,
+    /// Resident memory of this process at the end minus at the start (KiB).
+    rss_growth_kib: i64,
+}
+
+/// Resident memory of this process (KiB), from /proc/self/status.
+fn rss_kib() -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
 }
 
 /// Starts the clocks of a phase.
@@ -176,6 +190,7 @@ struct Timer {
     server_cpu: Duration,
     wall: Instant,
     pid: u32,
+    rss_kib: i64,
 }
 
 impl Timer {
@@ -186,6 +201,7 @@ impl Timer {
             server_cpu: cpu_of(peers.pid()),
             wall: Instant::now(),
             pid: peers.pid(),
+            rss_kib: rss_kib(),
         }
     }
 
@@ -195,6 +211,7 @@ impl Timer {
             cpu: cpu_self() - self.cpu,
             main_cpu: cpu_main_thread() - self.main_cpu,
             server_cpu: cpu_of(self.pid) - self.server_cpu,
+            rss_growth_kib: rss_kib() - self.rss_kib,
         }
     }
 }
@@ -387,13 +404,14 @@ async fn queue_only(units: &[UploadUnit], shape: Shape) {
 fn line(name: &str, n: usize, p: &Phase) {
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "{name:<9} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs (main thread {:>6.2}, other threads {:>6.2})  server CPU {:>7.1} µs/obs",
+        "{name:<9} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs (main thread {:>6.2}, other threads {:>6.2})  server CPU {:>7.1} µs/obs  client RSS {:+.1} MiB",
         p.wall.as_secs_f64(),
         n as f64 / p.wall.as_secs_f64(),
         per(p.cpu),
         per(p.main_cpu),
         per(p.cpu.saturating_sub(p.main_cpu)),
         per(p.server_cpu),
+        p.rss_growth_kib as f64 / 1024.0,
     );
 }
 

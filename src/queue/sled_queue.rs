@@ -267,11 +267,13 @@ struct Scan {
 
 /// Ready records are read by id (`Tree::get`), not with a range iterator: ids are dense (one
 /// per append, gaps only where records were dead-lettered or removed out of order), and in
-/// sled 0.34 the pages an iterator loads are never evicted from its page cache — draining a
-/// 100 000-record backlog through iterators kept ≈ 140 MB resident and rising, where reading
-/// the same records by id stays within the cache and costs less CPU (docs/PERFORMANCE.md,
-/// "Round 5"). After this many ids in a row are missing, the next stored id is found with
-/// one range lookup instead of probing on.
+/// sled 0.34 the pages a range iterator loads stay resident — draining a 100 000-record
+/// backlog through iterators kept ≈ 140 MB more resident and rising, by id ≈ 35 MB
+/// (docs/PERFORMANCE.md, "Round 5"). Most likely why: its LRU settles accesses per shard (256
+/// shards) only once 64 have queued up, and an iterator touches each leaf once, so shards
+/// rarely settle and nothing is evicted; a lookup by id touches the leaf for every record
+/// (and the index nodes above it), so they do. After this many ids in a row are missing, the
+/// next stored id is found with one range lookup instead of probing on.
 const PROBE_GAP: u64 = 32;
 
 /// The stored ready record `id`, if any.
@@ -341,8 +343,8 @@ impl ReadyIds {
 
 /// The sled batch, counters and watermark that ack `ids` (sorted, unique) in `store`.
 ///
-/// The watermark moves over the run of acked ids that starts at the lowest ready key: a walk
-/// from the watermark reads their sizes (for the byte counter) and stops at the first ready
+/// The watermark moves over the run of acked ids that starts at the lowest ready key: one range
+/// walk from the watermark reads their sizes (for the byte counter) and stops at the first ready
 /// key that is not acked, so the common case — the uploader acks the oldest records in order —
 /// writes one key instead of one remove per record (module doc, "Acks"). Acked ids after that
 /// key are removed one by one, as are all when the walk finds none.
@@ -360,8 +362,12 @@ fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64),
         return Ok((batch, c, acked_below));
     };
     let mut next = 0;
-    let mut walk = ReadyIds::new(acked_below, last + 1);
-    while let Some((id, raw)) = walk.next(db)? {
+    // A range walk here, unlike peek: it visits pages the uploader's peek just read, so they
+    // are in the cache already (and counted by its LRU), and one walk over ≈ 30 leaves costs
+    // less than 256 lookups from the root.
+    for item in db.range(key(READY, acked_below)..key(READY, last + 1)) {
+        let (k, raw) = item.map_err(from_sled)?;
+        let Some(id) = id_of(&k) else { continue };
         while ids.get(next).is_some_and(|acked| *acked < id) {
             next += 1; // acked ids that are not stored (already gone)
         }
