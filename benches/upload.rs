@@ -19,18 +19,17 @@
 //!   build, token cache, POST, per-entry settle, ack), configured as for Medplum
 //!   (transactions, conditional create, `max_bundle_entries = 8`).
 //!
-//! First printed (CPU only, no server): decoding the queued units and building the Bundles in
-//! the queued format and builder of round 3 against the JSON units and serde Bundle of before;
-//! then the queue calls of the drain alone (peek, grouped acks) over a fresh sled queue.
+//! First printed (CPU only, no server): the queue calls of the drain alone (peek, grouped acks)
+//! over a fresh sled queue, with the resident memory they left behind; then decoding the queued
+//! units and building the Bundles in the queued format and builder of round 3 against the JSON
+//! units and serde Bundle of before.
 //!
 //! Printed: wall time and observations/s of both, their ratio (goal ≥ 0.9), and the CPU time
 //! of THIS process per observation (getrusage; the server is another process, so its CPU is
 //! not included; goal ≤ 15 µs for the gateway), split into the main thread (the uploader's
 //! loop and the HTTP client: one current-thread runtime) and the other threads (the queue's
 //! commit thread and sled's own I/O threads), with the server's CPU per observation from
-//! /proc for context, and how much this process's resident memory grew during the phase (the
-//! drain must not keep what it read: round 5). One Bundle is in flight at a time in both
-//! phases, as in the gateway.
+//! /proc for context. One Bundle is in flight at a time in both phases, as in the gateway.
 
 // Shared with tests/upload_peers.rs (fault injection and stats are unused here).
 #[allow(dead_code)]
@@ -45,7 +44,7 @@ use vectorcare_gateway::config::problems::Problems;
 use vectorcare_gateway::fhir::bundle_reference::serde_bundle_text;
 use vectorcare_gateway::fhir::examples::{example_map_context, example_readings};
 use vectorcare_gateway::fhir::{
-    BundleOptions, BundleType, UploadUnit, WriteMode, build_bundle, decode_unit, encode_unit,
+    BundleOptions, BundleType, UploadUnit, WriteMode, build_bundle, decode_unit_owned, encode_unit,
     map_reading,
 };
 use vectorcare_gateway::queue::{DurableQueue, QueueConfig, SledQueue};
@@ -169,8 +168,6 @@ struct Phase {
     cpu: Duration,
     main_cpu: Duration,
     server_cpu: Duration,
-    /// Resident memory of this process at the end minus at the start (KiB).
-    rss_growth_kib: i64,
 }
 
 /// Resident memory of this process (KiB), from /proc/self/status.
@@ -190,7 +187,6 @@ struct Timer {
     server_cpu: Duration,
     wall: Instant,
     pid: u32,
-    rss_kib: i64,
 }
 
 impl Timer {
@@ -201,7 +197,6 @@ impl Timer {
             server_cpu: cpu_of(peers.pid()),
             wall: Instant::now(),
             pid: peers.pid(),
-            rss_kib: rss_kib(),
         }
     }
 
@@ -211,7 +206,6 @@ impl Timer {
             cpu: cpu_self() - self.cpu,
             main_cpu: cpu_main_thread() - self.main_cpu,
             server_cpu: cpu_of(self.pid) - self.server_cpu,
-            rss_growth_kib: rss_kib() - self.rss_kib,
         }
     }
 }
@@ -350,7 +344,9 @@ fn codec(units: &[UploadUnit], shape: Shape) {
     for chunk in new.chunks(shape.per_bundle) {
         let decoded: Vec<UploadUnit> = chunk
             .iter()
-            .map(|p| decode_unit(p).expect("decode"))
+            // As the uploader does: the queue hands it a copy of the stored payload, which
+            // becomes the unit (`decode_unit_owned`).
+            .map(|p| decode_unit_owned(p.clone()).expect("decode"))
             .collect();
         total -= build_bundle(&decoded, &opts).json.get().len();
     }
@@ -368,9 +364,13 @@ fn codec(units: &[UploadUnit], shape: Shape) {
 /// The queue's share of the drain, no server and no Bundles: the uploader's queue calls alone
 /// (`peek_skipping` of `per_bundle` records, one `ack` per 256 confirmed ones, as
 /// `AckGrouping::DEFAULT` does) over the same format-1 payloads, on a fresh sled queue.
-/// Prints CPU µs/obs of this process, main thread and other threads.
+/// Prints CPU µs/obs of this process, main thread and other threads, and how much the
+/// process's resident memory grew over the drain (a drain must not keep what it read:
+/// docs/PERFORMANCE.md, "Round 5"; it runs first, before other phases' freed memory could
+/// hide growth).
 async fn queue_only(units: &[UploadUnit], shape: Shape) {
     let (_dir, queue) = filled_queue(units).await;
+    let rss_before = rss_kib();
     let (cpu, main_cpu) = (cpu_self(), cpu_main_thread());
     let mut pending = Vec::new();
     let mut drained = 0;
@@ -391,27 +391,28 @@ async fn queue_only(units: &[UploadUnit], shape: Shape) {
     }
     queue.ack(&pending).expect("ack");
     let (cpu, main_cpu) = (cpu_self() - cpu, cpu_main_thread() - main_cpu);
+    let rss_growth_mib = (rss_kib() - rss_before) as f64 / 1024.0;
     assert_eq!(drained, units.len());
     let per = |d: Duration| d.as_secs_f64() * 1e6 / units.len() as f64;
     println!(
-        "queue     peek + grouped ack only (no server): CPU {:.2} µs/obs (main thread {:.2}, other threads {:.2})",
+        "queue     peek + grouped ack only (no server): CPU {:.2} µs/obs (main thread {:.2}, other threads {:.2}); resident memory {:+.1} MiB over the drain",
         per(cpu),
         per(main_cpu),
         per(cpu.saturating_sub(main_cpu)),
+        rss_growth_mib,
     );
 }
 
 fn line(name: &str, n: usize, p: &Phase) {
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "{name:<9} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs (main thread {:>6.2}, other threads {:>6.2})  server CPU {:>7.1} µs/obs  client RSS {:+.1} MiB",
+        "{name:<9} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs (main thread {:>6.2}, other threads {:>6.2})  server CPU {:>7.1} µs/obs",
         p.wall.as_secs_f64(),
         n as f64 / p.wall.as_secs_f64(),
         per(p.cpu),
         per(p.main_cpu),
         per(p.cpu.saturating_sub(p.main_cpu)),
         per(p.server_cpu),
-        p.rss_growth_kib as f64 / 1024.0,
     );
 }
 
@@ -435,8 +436,9 @@ async fn main() {
     let base = if gateway_only {
         None
     } else {
-        codec(&units, shape);
+        // The queue line first: its memory figure must not reuse what the codec line freed.
         queue_only(&units, shape).await;
+        codec(&units, shape);
         let peers = NodePeers::start(&PeerOptions::new(CLIENT_ID, jwks.clone()));
         let cfg = upload_config(&peers.fhir_base, &key, shape);
         warm_up(&peers, &cfg, shape, n).await;
