@@ -133,8 +133,8 @@
 //! In memory per segment: counters, size, and the retry deadlines of nacked records.
 //! `peek` reads ready records by id (`Tree::get`), not with sled's range iterator: pages an
 //! iterator loads are not evicted by sled 0.34's cache, so draining a backlog that way kept
-//! every page read resident (≈ +140 MiB over a 100 000-record drain; by id ≈ +35–47 MiB,
-//! `cargo bench --bench upload`, docs/PERFORMANCE.md "Round 5"). Runs of missing ids (dead
+//! every page read resident (+122 MiB over a 100 000-record drain; by id +39 MiB: the queue
+//! line of `cargo bench --bench upload`, docs/PERFORMANCE.md "Round 5"). Runs of missing ids (dead
 //! letters) are passed with one range lookup after 32 misses (`sled_queue.rs`).
 //!
 //! ## Measured cost and known limits (docs/PERFORMANCE.md, `cargo bench --bench queue`,

@@ -268,8 +268,8 @@ struct Scan {
 /// Ready records are read by id (`Tree::get`), not with a range iterator: ids are dense (one
 /// per append, gaps only where records were dead-lettered or removed out of order), and in
 /// sled 0.34 the pages a range iterator loads stay resident — draining a 100 000-record
-/// backlog through iterators kept ≈ 140 MB more resident and rising, by id ≈ 35 MB
-/// (docs/PERFORMANCE.md, "Round 5"). Most likely why: its LRU settles accesses per shard (256
+/// backlog through iterators left +122 MiB resident, by id +39 MiB (docs/PERFORMANCE.md,
+/// "Round 5"). Most likely why: its LRU settles accesses per shard (256
 /// shards) only once 64 have queued up, and an iterator touches each leaf once, so shards
 /// rarely settle and nothing is evicted; a lookup by id touches the leaf for every record
 /// (and the index nodes above it), so they do. After this many ids in a row are missing, the
