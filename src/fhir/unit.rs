@@ -7,9 +7,10 @@
 
 use super::{Identifier, SourceRecord, StatusObservation, UploadUnitData};
 
-/// The text fields of a unit, in their order in `UploadUnit::text`.
+/// The text fields of a unit, in their order in `UploadUnit::text` and in the queued format
+/// (`unit_format.rs`).
 #[derive(Clone, Copy)]
-enum Field {
+pub(super) enum Field {
     Observation,
     Device,
     Gateway,
@@ -167,7 +168,8 @@ impl UploadUnit {
         self.field_text(field as usize)
     }
 
-    fn field_text(&self, i: usize) -> &str {
+    /// Field `i` (a `Field as usize`): "" for the status fields of a unit without status.
+    pub(super) fn field_text(&self, i: usize) -> &str {
         let [start, end] = self.spans[i];
         // The spans lie on character boundaries (`pack`, `from_framed`); `get` cannot fail.
         self.text.get(start as usize..end as usize).unwrap_or("")

@@ -38,7 +38,7 @@
 
 use std::borrow::Cow;
 
-use super::unit::{FIELD_COUNT, IdentifierRef, StatusRef, UnitParts};
+use super::unit::{FIELD_COUNT, Field};
 use super::{SourceRecord, UploadUnit};
 
 /// First byte of format 1 (never part of UTF-8 text).
@@ -78,29 +78,14 @@ pub enum UnitFormatError {
 pub fn encode_unit(unit: &UploadUnit) -> Result<Vec<u8>, UnitFormatError> {
     let status = unit.status_observation();
     let source = unit.source_record();
-    let identifier = unit.identifier();
-    let device = unit.device_identifier();
-    let gateway = unit.gateway_identifier();
-    let mut fields: Vec<(&'static str, &str)> = vec![
-        ("observation", unit.observation_json()),
-        ("device", unit.device_json()),
-        ("gateway", unit.gateway_json()),
-        ("identifier system", identifier.system),
-        ("identifier value", identifier.value),
-        ("id", unit.id()),
-        ("device identifier system", device.system),
-        ("device identifier value", device.value),
-        ("gateway identifier system", gateway.system),
-        ("gateway identifier value", gateway.value),
-    ];
-    if let Some(s) = &status {
-        fields.extend([
-            ("status observation", s.observation),
-            ("status identifier system", s.identifier.system),
-            ("status identifier value", s.identifier.value),
-            ("status id", s.id),
-        ]);
-    }
+    let present = if status.is_some() {
+        FIELD_COUNT
+    } else {
+        BASE_FIELDS
+    };
+    let mut fields: Vec<(&'static str, &str)> = (0..present)
+        .map(|i| (FIELD_NAMES[i], unit.field_text(i)))
+        .collect();
     if let Some(r) = source {
         fields.push(("source record device", &r.device));
     }
@@ -139,7 +124,8 @@ pub fn decode_unit_owned(payload: Vec<u8>) -> Result<UploadUnit, UnitFormatError
 pub fn decode_unit(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
     match payload.first() {
         None => Err(UnitFormatError::Empty),
-        Some(&UNIT_MAGIC) => decode_v1(payload),
+        // One decoder for format 1: a borrowed payload is copied once, as `pack` would.
+        Some(&UNIT_MAGIC) => decode_v1_owned(payload.to_vec()),
         Some(_) if is_json_object_start(payload) => {
             serde_json::from_slice(payload).map_err(|e| UnitFormatError::Json(e.to_string()))
         }
@@ -153,7 +139,7 @@ pub fn payload_as_json(payload: &[u8]) -> Cow<'_, [u8]> {
     if payload.first() != Some(&UNIT_MAGIC) {
         return Cow::Borrowed(payload);
     }
-    match decode_v1(payload).map(|unit| serde_json::to_vec(&unit)) {
+    match decode_v1_owned(payload.to_vec()).map(|unit| serde_json::to_vec(&unit)) {
         Ok(Ok(json)) => Cow::Owned(json),
         _ => Cow::Borrowed(payload),
     }
@@ -196,7 +182,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The field names of format 1, in their order (also `UploadUnit`'s field order).
+/// The field names of format 1, in their order (`Field`'s order).
 const FIELD_NAMES: [&str; FIELD_COUNT] = [
     "observation",
     "device",
@@ -215,9 +201,14 @@ const FIELD_NAMES: [&str; FIELD_COUNT] = [
 ];
 /// Fields that hold a resource's JSON text: only their outer braces are checked (module doc:
 /// why no full parse).
-const OBJECT_FIELDS: [usize; 4] = [0, 1, 2, 10];
-/// Fields present without the status flag.
-const BASE_FIELDS: usize = 10;
+const OBJECT_FIELDS: [usize; 4] = [
+    Field::Observation as usize,
+    Field::Device as usize,
+    Field::Gateway as usize,
+    Field::StatusObservation as usize,
+];
+/// Fields present without the status flag: those before the status Observation.
+const BASE_FIELDS: usize = Field::StatusObservation as usize;
 
 /// A format-1 payload cut into its fields, every check made except UTF-8.
 struct Framed<'a> {
@@ -266,58 +257,13 @@ fn frame_v1(payload: &[u8]) -> Result<Framed<'_>, UnitFormatError> {
     })
 }
 
-fn utf8<'a>(bytes: &'a [u8], name: &'static str) -> Result<&'a str, UnitFormatError> {
-    std::str::from_utf8(bytes).map_err(|_| UnitFormatError::NotUtf8(name))
-}
-
-fn source_record(framed: &Framed<'_>) -> Result<Option<SourceRecord>, UnitFormatError> {
-    framed
-        .source
-        .map(|(device, sequence)| {
-            Ok(SourceRecord {
-                device: utf8(device, "source record device")?.to_owned(),
-                sequence,
-            })
-        })
-        .transpose()
-}
-
-/// Decodes a format-1 payload it borrows: the fields are copied into the unit's text.
-fn decode_v1(payload: &[u8]) -> Result<UploadUnit, UnitFormatError> {
-    let framed = frame_v1(payload)?;
-    let mut texts = [""; FIELD_COUNT];
-    for (i, (text, bytes)) in texts.iter_mut().zip(framed.fields).enumerate() {
-        *text = utf8(bytes, FIELD_NAMES[i])?;
-    }
-    let source_record = source_record(&framed)?;
-    let id = |s: usize| IdentifierRef {
-        system: texts[s],
-        value: texts[s + 1],
-    };
-    let parts = UnitParts {
-        observation: texts[0],
-        device: texts[1],
-        gateway: texts[2],
-        identifier: id(3),
-        id: texts[5],
-        device_identifier: id(6),
-        gateway_identifier: id(8),
-        status: framed.has_status.then(|| StatusRef {
-            observation: texts[10],
-            identifier: id(11),
-            id: texts[13],
-        }),
-        source_record,
-    };
-    UploadUnit::pack(parts).map_err(|_| UnitFormatError::TooLong("unit"))
-}
-
 /// Decodes a format-1 payload it owns without copying it (issue #5: the uploader decodes every
-/// record it sends): the payload's buffer becomes the unit's text. The framing bytes (header,
+/// record it sends; [`decode_unit`] copies a borrowed payload once and comes here too): the
+/// payload's buffer becomes the unit's text. The framing bytes (header,
 /// lengths, the source record's sequence) are overwritten with ASCII spaces, so the whole
 /// buffer is UTF-8 exactly when every field is — one check over the buffer instead of one per
 /// field — and every field, bounded by ASCII bytes or the buffer's ends, starts and ends on a
-/// character boundary. Errors are those of [`decode_unit`], field names included.
+/// character boundary. A UTF-8 error names the first field (in payload order) that is not UTF-8.
 fn decode_v1_owned(mut payload: Vec<u8>) -> Result<UploadUnit, UnitFormatError> {
     let framed = frame_v1(&payload)?;
     if u32::try_from(payload.len()).is_err() {

@@ -343,11 +343,11 @@ impl ReadyIds {
 
 /// The sled batch, counters and watermark that ack `ids` (sorted, unique) in `store`.
 ///
-/// The watermark moves over the run of acked ids that starts at the lowest ready key: one range
-/// walk from the watermark reads their sizes (for the byte counter) and stops at the first ready
-/// key that is not acked, so the common case — the uploader acks the oldest records in order —
-/// writes one key instead of one remove per record (module doc, "Acks"). Acked ids after that
-/// key are removed one by one, as are all when the walk finds none.
+/// The watermark moves over the run of acked ids that starts at the lowest ready key: one
+/// range walk from the watermark reads their sizes (for the byte counter) and stops at the
+/// first ready key that is not acked, so the common case — the uploader acks the oldest
+/// records in order — writes one key instead of one remove per record (module doc, "Acks").
+/// Acked ids after that key are removed one by one, as are all when the walk finds none.
 fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64), QueueError> {
     let db = store.db()?;
     let mut batch = sled::Batch::default();
