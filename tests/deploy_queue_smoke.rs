@@ -14,6 +14,26 @@ fn record(i: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Reopens the database this test just closed. sled's own threads drop their handles on the
+/// file asynchronously, so the lock can look held for a moment after the last `Db` is dropped
+/// (this failed a CI run); the queue's store retries for the same reason (`SLED_LOCK_RETRY` in
+/// src/queue/store.rs). Any other error, or a lock still held after 10 s, fails the test.
+fn reopen(path: &std::path::Path) -> sled::Db {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(sled::Error::Io(io))
+                if io.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < give_up =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(other) => panic!("reopen db: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn append_flush_reopen_reads_everything_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -29,7 +49,7 @@ fn append_flush_reopen_reads_everything_in_order() {
         let flushed = db.flush().expect("flush");
         assert!(flushed > 0, "flush wrote nothing");
     }
-    let db = sled::open(&path).expect("reopen db");
+    let db = reopen(&path);
     let tree = db.open_tree("pending").expect("reopen tree");
     assert_eq!(tree.len() as u64, RECORDS);
     let mut previous: Option<u64> = None;

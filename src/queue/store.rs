@@ -194,31 +194,7 @@ impl Store {
             .cache_capacity(self.cache_bytes)
             // No background flusher: the engine flushes (and fdatasyncs) itself, see commit.rs.
             .flush_every_ms(None);
-        // A database this process just closed can still look locked for a moment (sled's
-        // threads drop their file handles asynchronously); segments are closed and reopened
-        // often (LRU, roll), so retry briefly before calling it held by someone else.
-        let give_up = Instant::now() + SLED_LOCK_RETRY;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
-                    if Instant::now() >= give_up {
-                        return Err(QueueError::Locked {
-                            path: self.path.display().to_string(),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(other) => {
-                    return Err(match from_sled(other) {
-                        QueueError::Corrupt(why) => {
-                            QueueError::Corrupt(format!("{}: {why}", self.path.display()))
-                        }
-                        e => e,
-                    });
-                }
-            }
-        };
+        let db = open_retrying_lock(&config, &self.path)?;
         let log =
             File::open(self.path.join("db")).map_err(|e| from_io("open sled log for fsync", &e))?;
         // The directory entries of sled's files must be durable too (first open).
@@ -510,4 +486,35 @@ fn recount(db: &sled::Db, first: u64, acked_below: u64) -> Result<Counters, Queu
         }
     }
     Ok(c)
+}
+
+/// Opens the sled database at `path`. A database this process just closed can still look
+/// locked for a moment (sled's threads drop their file handles asynchronously); segments are
+/// closed and reopened often (LRU, roll), so retry briefly before calling it held by someone else.
+pub(super) fn open_retrying_lock(
+    config: &sled::Config,
+    path: &Path,
+) -> Result<sled::Db, QueueError> {
+    let give_up = Instant::now() + SLED_LOCK_RETRY;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if Instant::now() >= give_up {
+                    return Err(QueueError::Locked {
+                        path: path.display().to_string(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(other) => {
+                return Err(match from_sled(other) {
+                    QueueError::Corrupt(why) => {
+                        QueueError::Corrupt(format!("{}: {why}", path.display()))
+                    }
+                    e => e,
+                });
+            }
+        }
+    }
 }

@@ -211,7 +211,9 @@ async fn async_append_resolves_after_commit() {
 /// Flips one byte of record `id`'s stored value through sled itself, as bit rot below the
 /// record format (but above sled's own checksums) would.
 fn corrupt_record(dir: &std::path::Path, prefix: u8, id: u64) {
-    let db = sled::open(dir.join("segments").join(format!("{:020}", 1))).expect("sled");
+    let path = dir.join("segments").join(format!("{:020}", 1));
+    // The queue that wrote it was just closed: its lock can linger for a moment.
+    let db = store::open_retrying_lock(&sled::Config::new().path(&path), &path).expect("sled");
     let k = store::key(prefix, id);
     let mut raw = db.get(k).expect("get").expect("present").to_vec();
     let at = raw.len() - 3;
