@@ -43,8 +43,8 @@
 //! | `b'R'` + id (u64 big-endian) | ready record (see [`record`]) |
 //! | `b'D'` + id | dead letter: record + the server's reason |
 //! | `b'Q'` + id | quarantined raw bytes of a record that failed its checksum |
-//! | `b'M'` + `"counters"` | next id, record/byte counts per state (kept exact in every batch) |
-//! | `b'M'` + `"acked_below"` | the ack watermark (u64 LE + CRC-32; absent = 0), see "Acks" |
+//! | `b'M'` + `"counters"` | next id, record/byte counts per state (kept exact with every change) and the ack watermark (see "Acks"), one CRC-32: `counters.rs` |
+//! | `b'M'` + `"acked_below"` | only in segments written before round 6 of issue #5: the watermark (read, removed by the next write) |
 //!
 //! Big-endian ids make sled's key order the queue order. Records are versioned and
 //! checksummed with CRC-32 (see [`record`]); the header is 29 bytes, the payload is stored as given.
@@ -75,8 +75,9 @@
 //! moves a per-segment **watermark** instead: every ready key below `acked_below` is acked —
 //! still stored, never read. `ack` walks the ready keys from the watermark up to its highest
 //! id; the run of acked ids it meets first (the uploader acks the oldest records, in order)
-//! moves the watermark past them with ONE key written, in the same batch as the counters (the
-//! walk also gives their sizes for the byte counter); the walk stops at the first ready key
+//! moves the watermark past them with ONE key written — the counters' value, which holds the
+//! watermark too, so such an ack is one sled insert and no batch (the walk also gives their
+//! sizes for the byte counter; why not a batch: `counters.rs`); the walk stops at the first ready key
 //! that is not acked (a delayed or in-flight record), and acked ids after it are removed one
 //! by one as before. Every reader starts at the watermark (`peek`, `list_waiting`,
 //! `oldest_waiting`, `get`, `nack`, `dead_letter`, a recount). Requeueing a dead letter whose
@@ -84,10 +85,11 @@
 //! watermark (rare: an operator's command). Space: acked records stay on disk until their
 //! segment is deleted — a drained sealed segment at once, and the head when it holds nothing
 //! and at least 4 096 acked records (it rolls, `DRAINED_HEAD_ROLL`), so a gateway that keeps
-//! up with its readings keeps ≈ 10 MB of them at most. A damaged watermark reads as 0: acked
-//! records are uploaded again (harmless, uploads are idempotent) and the counters recounted.
-//! A gateway older than this change would read the watermark's records as ready again (the
-//! same harmless resend), and its counters would disagree until a recount.
+//! up with its readings keeps ≈ 10 MB of them at most. A damaged counters value loses the
+//! watermark with it: acked records are uploaded again (harmless, uploads are idempotent) and
+//! the counters recounted. A gateway from before the watermark would read the watermark's
+//! records as ready again (the same harmless resend); one from before round 6 reads the
+//! combined value as damaged and recounts (see `counters.rs`).
 //!
 //! ## Durability
 //! sled's `Db::flush()` only issues `sync_file_range`, which starts write-back of the data
@@ -154,12 +156,15 @@
 
 mod commit;
 pub mod config;
+mod counters;
 mod lock;
 pub mod record;
 #[cfg(test)]
 mod segment_tests;
 mod segments;
 mod sled_queue;
+#[cfg(test)]
+mod state_tests;
 mod store;
 #[cfg(test)]
 mod tests;

@@ -341,16 +341,16 @@ impl ReadyIds {
     }
 }
 
-/// The sled batch, counters and watermark that ack `ids` (sorted, unique) in `store`.
+/// The ready ids to remove, counters and watermark that ack `ids` (sorted, unique) in `store`.
 ///
 /// The watermark moves over the run of acked ids that starts at the lowest ready key: one
 /// range walk from the watermark reads their sizes (for the byte counter) and stops at the
 /// first ready key that is not acked, so the common case — the uploader acks the oldest
 /// records in order — writes one key instead of one remove per record (module doc, "Acks").
 /// Acked ids after that key are removed one by one, as are all when the walk finds none.
-fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64), QueueError> {
+fn ack_plan(store: &Store, ids: &[u64]) -> Result<(Vec<u64>, Counters, u64), QueueError> {
     let db = store.db()?;
-    let mut batch = sled::Batch::default();
+    let mut removed = Vec::new();
     let mut c = store.counters;
     let mut acked_below = store.acked_below;
     let ids: Vec<u64> = ids
@@ -359,7 +359,7 @@ fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64),
         .filter(|id| *id >= acked_below)
         .collect();
     let Some(last) = ids.last().copied() else {
-        return Ok((batch, c, acked_below));
+        return Ok((removed, c, acked_below));
     };
     let mut next = 0;
     // A range walk here, unlike peek: it visits pages the uploader's peek just read, so they
@@ -381,12 +381,12 @@ fn ack_batch(store: &Store, ids: &[u64]) -> Result<(sled::Batch, Counters, u64),
     }
     for id in &ids[next..] {
         if let Some(raw) = ready_record(db, *id)? {
-            batch.remove(&key(READY, *id));
+            removed.push(*id);
             c.ready = c.ready.saturating_sub(1);
             c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
         }
     }
-    Ok((batch, c, acked_below))
+    Ok((removed, c, acked_below))
 }
 
 /// How many ids at the start of `ids` are consecutive (1 for a lone id, 0 for none).
@@ -551,11 +551,11 @@ impl DurableQueue for SledQueue {
             ids.sort_unstable();
             ids.dedup();
             let store = segs.store(first)?;
-            let (batch, c, acked_below) = ack_batch(store, &ids)?;
+            let (gone, c, acked_below) = ack_plan(store, &ids)?;
             if c == store.counters {
                 continue;
             }
-            store.apply_acks(batch, c, acked_below)?;
+            store.apply_acks(&gone, c, acked_below)?;
             for id in &ids {
                 store.delays.remove(id);
             }

@@ -6,15 +6,18 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
+pub(super) use super::counters::Counters;
+use super::counters::{StoredState, decode_legacy_watermark, decode_state, encode_state};
 use super::record::to_ms;
 use super::{FullReason, QueueError, RecordId};
 
 pub(super) const READY: u8 = b'R';
 pub(super) const DEAD: u8 = b'D';
 pub(super) const QUARANTINE: u8 = b'Q';
-const COUNTERS_KEY: &[u8] = b"Mcounters";
-/// The ack watermark: every ready key below it is acked (see the module doc, "Acks").
-const ACKED_BELOW_KEY: &[u8] = b"Macked_below";
+/// The counters and the ack watermark (`counters.rs`, "The state value").
+pub(super) const COUNTERS_KEY: &[u8] = b"Mcounters";
+/// Where gateways before round 6 of issue #5 kept the ack watermark (read, then removed).
+pub(super) const ACKED_BELOW_KEY: &[u8] = b"Macked_below";
 /// How long a sled database lock that looks held is retried (see `Store::open_db`).
 const SLED_LOCK_RETRY: Duration = Duration::from_secs(2);
 
@@ -30,84 +33,6 @@ pub(super) fn key(prefix: u8, id: u64) -> [u8; 9] {
 pub(super) fn id_of(key: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = key.get(1..9)?.try_into().ok()?;
     (key.len() == 9).then(|| u64::from_be_bytes(bytes))
-}
-
-/// Exact counts, stored in the same sled batch as every change they describe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Counters {
-    pub next_id: u64,
-    pub ready: u64,
-    pub ready_bytes: u64,
-    pub dead: u64,
-    pub dead_bytes: u64,
-    pub quarantined: u64,
-}
-
-impl Default for Counters {
-    fn default() -> Self {
-        Self {
-            next_id: 1,
-            ready: 0,
-            ready_bytes: 0,
-            dead: 0,
-            dead_bytes: 0,
-            quarantined: 0,
-        }
-    }
-}
-
-impl Counters {
-    /// The counters of an empty segment whose first id is `first`.
-    pub fn starting_at(first: u64) -> Self {
-        Self {
-            next_id: first,
-            ..Self::default()
-        }
-    }
-
-    /// Records of any state the segment still holds.
-    pub fn held(&self) -> u64 {
-        self.ready + self.dead + self.quarantined
-    }
-
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(52);
-        for v in [
-            self.next_id,
-            self.ready,
-            self.ready_bytes,
-            self.dead,
-            self.dead_bytes,
-            self.quarantined,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
-    }
-
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != 52 {
-            return None;
-        }
-        let (body, crc) = bytes.split_at(48);
-        if crc32fast::hash(body).to_le_bytes() != crc {
-            return None;
-        }
-        let v: Vec<u64> = body
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect();
-        Some(Self {
-            next_id: v[0],
-            ready: v[1],
-            ready_bytes: v[2],
-            dead: v[3],
-            dead_bytes: v[4],
-            quarantined: v[5],
-        })
-    }
 }
 
 /// Maps a sled error to the queue's: ENOSPC (and EDQUOT) mean "full", temporarily.
@@ -147,8 +72,10 @@ pub(super) struct Store {
     synced_blobs: HashSet<OsString>,
     pub counters: Counters,
     /// Ready keys with an id below this are acked: still in sled, never read (module doc,
-    /// "Acks"). Stored under `ACKED_BELOW_KEY` in the same batch as the counters.
+    /// "Acks"). Stored with the counters, under `COUNTERS_KEY`.
     pub acked_below: u64,
+    /// `ACKED_BELOW_KEY` (an older gateway's) is still stored: the next write removes it.
+    legacy_watermark_key: bool,
     /// Set after a storage error: sled poisons itself, so the next operation reopens it.
     pub broken: Option<QueueError>,
     /// Changes (acks, nacks) not yet flushed.
@@ -175,6 +102,7 @@ impl Store {
             synced_blobs: HashSet::new(),
             counters: Counters::default(),
             acked_below: 0,
+            legacy_watermark_key: false,
             broken: None,
             dirty: false,
             refusal: None,
@@ -207,31 +135,39 @@ impl Store {
                     .map_err(|e| from_io("fsync data directory", &e))?;
             }
         }
-        let (acked_below, watermark_ok) = match db.get(ACKED_BELOW_KEY).map_err(from_sled)? {
+        let legacy = db.get(ACKED_BELOW_KEY).map_err(from_sled)?;
+        self.legacy_watermark_key = legacy.is_some();
+        // The watermark as gateways before round 6 stored it; a damaged one reads as 0:
+        // records below it are read (and uploaded) again, harmless (uploads are idempotent).
+        let legacy_watermark = || match legacy.as_deref().map(decode_legacy_watermark) {
             None => (0, true),
-            Some(raw) => match decode_watermark(&raw) {
-                Some(w) => (w, true),
-                // Records below the lost watermark are read (and uploaded) again: harmless,
-                // uploads are idempotent. The counters then no longer match: recount.
-                None => {
-                    tracing::warn!(
-                        "queue ack watermark failed its checksum; acked records may be sent again"
-                    );
-                    (0, false)
-                }
-            },
+            Some(Some(w)) => (w, true),
+            Some(None) => {
+                tracing::warn!(
+                    "queue ack watermark failed its checksum; acked records may be sent again"
+                );
+                (0, false)
+            }
         };
-        let stored = db.get(COUNTERS_KEY).map_err(from_sled)?;
-        let counters = match (stored, watermark_ok) {
-            (None, true) => Counters::starting_at(self.first),
-            (Some(raw), true) => match Counters::decode(&raw) {
-                Some(c) => c,
-                None => {
-                    tracing::warn!("queue counters failed their checksum; recounting");
-                    recount(&db, self.first, acked_below)?
+        let (counters, acked_below) = match db.get(COUNTERS_KEY).map_err(from_sled)? {
+            Some(raw) => match decode_state(&raw) {
+                StoredState::State(c, w) => (c, w),
+                StoredState::CountersOnly(c) => match legacy_watermark() {
+                    (w, true) => (c, w),
+                    (w, false) => (recount(&db, self.first, w)?, w),
+                },
+                StoredState::Damaged => {
+                    tracing::warn!(
+                        "queue counters failed their checksum; recounting (acked records may be sent again)"
+                    );
+                    let (w, _) = legacy_watermark();
+                    (recount(&db, self.first, w)?, w)
                 }
             },
-            (_, false) => recount(&db, self.first, acked_below)?,
+            None => match legacy_watermark() {
+                (w, true) => (Counters::starting_at(self.first), w),
+                (w, false) => (recount(&db, self.first, w)?, w),
+            },
         };
         self.counters = counters;
         self.acked_below = acked_below;
@@ -261,12 +197,36 @@ impl Store {
     }
 
     /// Applies `batch` and the new counters atomically.
-    pub fn apply(&mut self, mut batch: sled::Batch, counters: Counters) -> Result<(), QueueError> {
-        batch.insert(COUNTERS_KEY, counters.encode());
+    pub fn apply(&mut self, batch: sled::Batch, counters: Counters) -> Result<(), QueueError> {
+        self.apply_state(batch, counters, self.acked_below)
+    }
+
+    /// Applies `batch`, the new counters and the watermark `acked_below` atomically.
+    fn apply_state(
+        &mut self,
+        mut batch: sled::Batch,
+        counters: Counters,
+        acked_below: u64,
+    ) -> Result<(), QueueError> {
+        batch.insert(COUNTERS_KEY, encode_state(&counters, acked_below));
+        if self.legacy_watermark_key {
+            batch.remove(ACKED_BELOW_KEY);
+        }
         let result = self.db()?.apply_batch(batch).map_err(from_sled);
+        self.settle(result, counters, acked_below)
+    }
+
+    fn settle(
+        &mut self,
+        result: Result<(), QueueError>,
+        counters: Counters,
+        acked_below: u64,
+    ) -> Result<(), QueueError> {
         match result {
             Ok(()) => {
                 self.counters = counters;
+                self.acked_below = acked_below;
+                self.legacy_watermark_key = false;
                 self.dirty = true;
                 Ok(())
             }
@@ -274,19 +234,29 @@ impl Store {
         }
     }
 
-    /// Applies `batch`, the new counters and a new ack watermark atomically.
+    /// Acks: removes the ready records `removed` and sets the new counters and watermark,
+    /// atomically. An ack in order removes nothing, and then it is one sled insert instead
+    /// of a batch (see `counters.rs`: a batch costs sled's I/O threads a wake-up storm).
     pub fn apply_acks(
         &mut self,
-        mut batch: sled::Batch,
+        removed: &[u64],
         counters: Counters,
         acked_below: u64,
     ) -> Result<(), QueueError> {
-        if acked_below != self.acked_below {
-            batch.insert(ACKED_BELOW_KEY, encode_watermark(acked_below));
+        if removed.is_empty() && !self.legacy_watermark_key {
+            let value = encode_state(&counters, acked_below);
+            let result = self
+                .db()?
+                .insert(COUNTERS_KEY, value)
+                .map(drop)
+                .map_err(from_sled);
+            return self.settle(result, counters, acked_below);
         }
-        self.apply(batch, counters)?;
-        self.acked_below = acked_below;
-        Ok(())
+        let mut batch = sled::Batch::default();
+        for id in removed {
+            batch.remove(&key(READY, *id));
+        }
+        self.apply_state(batch, counters, acked_below)
     }
 
     /// Removes the acked keys below the watermark for real and resets it to 0, for an
@@ -304,11 +274,8 @@ impl Store {
             let (k, _) = item.map_err(from_sled)?;
             batch.remove(k);
         }
-        batch.remove(ACKED_BELOW_KEY);
         let c = self.counters;
-        self.apply(batch, c)?;
-        self.acked_below = 0;
-        Ok(())
+        self.apply_state(batch, c, 0)
     }
 
     /// Records a storage error (so the next operation reopens sled) and returns it.
@@ -451,24 +418,16 @@ pub(super) fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
-fn encode_watermark(w: u64) -> Vec<u8> {
-    let mut out = w.to_le_bytes().to_vec();
-    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
-    out
-}
-
-fn decode_watermark(raw: &[u8]) -> Option<u64> {
-    let (body, crc) = (raw.get(..8)?, raw.get(8..)?);
-    (raw.len() == 12 && crc32fast::hash(body).to_le_bytes() == crc)
-        .then(|| u64::from_le_bytes(body.try_into().unwrap_or([0; 8])))
-}
-
 /// Rebuilds the counters by scanning (only when the stored ones are damaged); ready keys
 /// below the ack watermark are acked, not counted.
 fn recount(db: &sled::Db, first: u64, acked_below: u64) -> Result<Counters, QueueError> {
     let mut c = Counters::starting_at(first);
     for item in db.iter() {
         let (k, v) = item.map_err(from_sled)?;
+        // Only record keys carry ids: `b"Mcounters"` is 9 bytes long too.
+        if !matches!(k.first(), Some(&(READY | DEAD | QUARANTINE))) {
+            continue;
+        }
         let Some(id) = id_of(&k) else { continue };
         c.next_id = c.next_id.max(id + 1);
         match k[0] {
