@@ -30,8 +30,8 @@
 //! ## Grouped acks ([`AckGrouping`], issue #5)
 //! Each queue `ack` is one sled batch, and sled's background threads spent ≈ 230 µs of CPU per
 //! batch (docs/PERFORMANCE.md; measured before the queue's ack watermark, which now writes one
-//! key per in-order run instead of a remove per record): with Bundles of 6 that was most of the
-//! uploader's CPU. So the
+//! key per in-order run instead of a remove per record, and since round 6 without a batch):
+//! with Bundles of 6 that was most of the uploader's CPU. So the
 //! ids the server confirmed are kept in `pending_acks` and applied to the queue in one `ack`
 //! once `records` of them have gathered or the oldest waited `max_delay`, and always when the
 //! queue has nothing more to send (`Step::Empty`), before any wait (`Step::Wait`: backoff,
