@@ -22,6 +22,19 @@ fn bytes_of(ids: impl IntoIterator<Item = u64>) -> u64 {
         .sum()
 }
 
+/// `q` holds exactly the ready records `expected`, and its stats count them and their bytes.
+fn assert_ready(q: &SledQueue, expected: std::ops::RangeInclusive<u64>) {
+    assert_eq!(
+        ids(&q.list_waiting(RecordId(0), 100).expect("list")),
+        expected.clone().collect::<Vec<u64>>()
+    );
+    let stats = q.stats().expect("stats");
+    assert_eq!(
+        (stats.depth, stats.bytes),
+        (expected.clone().count() as u64, bytes_of(expected))
+    );
+}
+
 /// The first segment's sled database, opened directly (the queue that wrote it was closed).
 fn first_segment(dir: &Path) -> sled::Db {
     let path: PathBuf = dir.join("segments").join(format!("{:020}", 1));
@@ -73,12 +86,7 @@ fn an_older_gateways_counters_and_watermark_are_read_and_replaced() {
         db.flush().expect("flush");
     }
     let q = SledQueue::open(dir.path(), &QueueConfig::default()).expect("open the old form");
-    assert_eq!(
-        ids(&q.list_waiting(RecordId(0), 100).expect("list")),
-        (5..=10).collect::<Vec<u64>>()
-    );
-    let stats = q.stats().expect("stats");
-    assert_eq!((stats.depth, stats.bytes), (6, bytes_of(5..=10)));
+    assert_ready(&q, 5..=10);
     q.ack(&all[4..5]).expect("ack");
     drop(q);
     let db = first_segment(dir.path());
@@ -91,10 +99,7 @@ fn an_older_gateways_counters_and_watermark_are_read_and_replaced() {
     assert!(matches!(decode_state(&raw), StoredState::State(_, 6)));
     drop(db);
     let q = SledQueue::open(dir.path(), &QueueConfig::default()).expect("reopen");
-    assert_eq!(
-        ids(&q.list_waiting(RecordId(0), 100).expect("list")),
-        (6..=10).collect::<Vec<u64>>()
-    );
+    assert_ready(&q, 6..=10);
 }
 
 /// A state value that fails its checksum loses the watermark too: the counters are
@@ -112,12 +117,7 @@ fn a_damaged_state_is_recounted_and_acked_records_come_back() {
         db.flush().expect("flush");
     }
     let q = SledQueue::open(dir.path(), &QueueConfig::default()).expect("open");
-    assert_eq!(
-        ids(&q.list_waiting(RecordId(0), 100).expect("list")),
-        (1..=10).collect::<Vec<u64>>()
-    );
-    let stats = q.stats().expect("stats");
-    assert_eq!((stats.depth, stats.bytes), (10, bytes_of(1..=10)));
+    assert_ready(&q, 1..=10);
     let next = q.append_blocking(vec![payload(11)]).expect("append");
     assert_eq!(next, [RecordId(11)]);
 }
