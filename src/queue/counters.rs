@@ -21,11 +21,6 @@
 //!   with the watermark it last wrote (or 0): the records acked since are uploaded again,
 //!   which is harmless (uploads are idempotent).
 
-/// Length of the state value (see the module doc).
-const STATE_LEN: usize = 60;
-/// Length of the older counters-only value.
-const COUNTERS_LEN: usize = 52;
-
 /// Exact counts, stored with every change they describe (see [`encode_state`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Counters {
@@ -64,54 +59,70 @@ impl Counters {
         self.ready + self.dead + self.quarantined
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(52);
-        for v in [
+    fn words(&self) -> [u64; 6] {
+        [
             self.next_id,
             self.ready,
             self.ready_bytes,
             self.dead,
             self.dead_bytes,
             self.quarantined,
-        ] {
-            out.extend_from_slice(&v.to_le_bytes());
+        ]
+    }
+
+    fn from_words(w: &[u64]) -> Self {
+        Self {
+            next_id: w[0],
+            ready: w[1],
+            ready_bytes: w[2],
+            dead: w[3],
+            dead_bytes: w[4],
+            quarantined: w[5],
         }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+    }
+
+    /// The counters-only value (52 bytes): a sealed segment's `summary`, and what gateways
+    /// before round 6 stored under `b"Mcounters"`.
+    pub fn encode(&self) -> Vec<u8> {
+        seal(&self.words())
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() != 52 {
-            return None;
-        }
-        let (body, crc) = bytes.split_at(48);
-        if crc32fast::hash(body).to_le_bytes() != crc {
-            return None;
-        }
-        let v: Vec<u64> = body
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect();
-        Some(Self {
-            next_id: v[0],
-            ready: v[1],
-            ready_bytes: v[2],
-            dead: v[3],
-            dead_bytes: v[4],
-            quarantined: v[5],
-        })
+        unseal::<6>(bytes).map(|w| Self::from_words(&w))
     }
+}
+
+/// Every value here has one layout: `N` little-endian u64 words, then the CRC-32 of them.
+fn seal(words: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() * 8 + 4);
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The `N` words of a sealed value; `None` for another length or a failed checksum.
+fn unseal<const N: usize>(raw: &[u8]) -> Option<[u64; N]> {
+    if raw.len() != N * 8 + 4 {
+        return None;
+    }
+    let (body, crc) = raw.split_at(N * 8);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let mut words = [0u64; N];
+    for (w, chunk) in words.iter_mut().zip(body.chunks_exact(8)) {
+        *w = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    Some(words)
 }
 
 /// The state value of `counters` with the watermark `acked_below`.
 pub(super) fn encode_state(counters: &Counters, acked_below: u64) -> Vec<u8> {
-    let mut out = counters.encode();
-    out.truncate(COUNTERS_LEN - 4);
-    out.extend_from_slice(&acked_below.to_le_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
+    let [a, b, c, d, e, f] = counters.words();
+    seal(&[a, b, c, d, e, f, acked_below])
 }
 
 /// What a stored `b"Mcounters"` value holds.
@@ -126,51 +137,29 @@ pub(super) enum StoredState {
 }
 
 pub(super) fn decode_state(raw: &[u8]) -> StoredState {
-    match raw.len() {
-        STATE_LEN => {
-            let (body, crc) = raw.split_at(STATE_LEN - 4);
-            if crc32fast::hash(body).to_le_bytes() != crc {
-                return StoredState::Damaged;
-            }
-            let word =
-                |i: usize| u64::from_le_bytes(body[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-            StoredState::State(
-                Counters {
-                    next_id: word(0),
-                    ready: word(1),
-                    ready_bytes: word(2),
-                    dead: word(3),
-                    dead_bytes: word(4),
-                    quarantined: word(5),
-                },
-                word(6),
-            )
-        }
-        COUNTERS_LEN => {
-            Counters::decode(raw).map_or(StoredState::Damaged, StoredState::CountersOnly)
-        }
-        _ => StoredState::Damaged,
+    if let Some(w) = unseal::<7>(raw) {
+        return StoredState::State(Counters::from_words(&w[..6]), w[6]);
     }
+    Counters::decode(raw).map_or(StoredState::Damaged, StoredState::CountersOnly)
 }
 
-/// The older watermark value (`b"Macked_below"`): u64 LE + CRC-32. `None` if damaged.
+/// The older watermark value (`b"Macked_below"`, one sealed word). `None` if damaged.
 pub(super) fn decode_legacy_watermark(raw: &[u8]) -> Option<u64> {
-    let (body, crc) = (raw.get(..8)?, raw.get(8..)?);
-    (raw.len() == 12 && crc32fast::hash(body).to_le_bytes() == crc)
-        .then(|| u64::from_le_bytes(body.try_into().unwrap_or([0; 8])))
+    unseal::<1>(raw).map(|[w]| w)
 }
 
 /// The older watermark value, as gateways before round 6 wrote it (for tests of the upgrade).
 #[cfg(test)]
 pub(super) fn encode_legacy_watermark(w: u64) -> Vec<u8> {
-    let mut out = w.to_le_bytes().to_vec();
-    out.extend_from_slice(&crc32fast::hash(&out).to_le_bytes());
-    out
+    seal(&[w])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Length of the state value (see the module doc).
+    const STATE_LEN: usize = 60;
 
     fn sample() -> Counters {
         Counters {
