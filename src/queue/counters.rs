@@ -195,10 +195,11 @@ mod tests {
         let mut bad = sample().encode();
         bad[3] ^= 4;
         assert_eq!(decode_state(&bad), StoredState::Damaged);
-        assert_eq!(
-            decode_legacy_watermark(&encode_legacy_watermark(5)),
-            Some(5)
-        );
+        // Byte for byte what gateways before round 6 wrote: u64 LE, then CRC-32 of those 8.
+        let mut old = 5u64.to_le_bytes().to_vec();
+        old.extend_from_slice(&crc32fast::hash(&5u64.to_le_bytes()).to_le_bytes());
+        assert_eq!(encode_legacy_watermark(5), old);
+        assert_eq!(decode_legacy_watermark(&old), Some(5));
         let mut bad = encode_legacy_watermark(5);
         bad[0] ^= 1;
         assert_eq!(decode_legacy_watermark(&bad), None);
