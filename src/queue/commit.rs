@@ -153,7 +153,7 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
         return;
     }
     let result = store
-        .apply(batch, counters)
+        .apply_append(batch, counters)
         .and_then(|()| store.durable_flush());
     drop(segs);
     shared.commits.fetch_add(1, Ordering::Relaxed);

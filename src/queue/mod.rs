@@ -154,10 +154,13 @@
 //! power-cut test in a QEMU guest with a raw-sled negative control
 //! (`scripts/powercut/queue.sh`, not part of the everyday run).
 
+#[cfg(test)]
+mod ack_tests;
 mod commit;
 pub mod config;
 mod counters;
 mod lock;
+mod read_span;
 pub mod record;
 #[cfg(test)]
 mod segment_tests;

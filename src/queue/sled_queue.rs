@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::commit::{self, Pending, Request, Shared};
 use super::lock::DirLock;
+use super::read_span::AckedRun;
 use super::record::{Stored, StoredDead, from_ms, to_ms};
 use super::segments::Segments;
 use super::store::{Counters, DEAD, QUARANTINE, READY, Store, from_sled, id_of, key};
@@ -343,50 +344,75 @@ impl ReadyIds {
 
 /// The ready ids to remove, counters and watermark that ack `ids` (sorted, unique) in `store`.
 ///
-/// The watermark moves over the run of acked ids that starts at the lowest ready key: one
-/// range walk from the watermark reads their sizes (for the byte counter) and stops at the
-/// first ready key that is not acked, so the common case — the uploader acks the oldest
+/// The watermark moves over the run of acked ids that starts at the lowest ready key and stops
+/// at the first ready key that is not acked, so the common case — the uploader acks the oldest
 /// records in order — writes one key instead of one remove per record (module doc, "Acks").
-/// Acked ids after that key are removed one by one, as are all when the walk finds none.
+/// The run and its sizes (for the byte counter) come from what the peeks read
+/// (`read_span.rs`), or else from one range walk over sled. Acked ids after that key are
+/// removed one by one, as are all when the run is empty.
 fn ack_plan(store: &Store, ids: &[u64]) -> Result<(Vec<u64>, Counters, u64), QueueError> {
     let db = store.db()?;
     let mut removed = Vec::new();
     let mut c = store.counters;
-    let mut acked_below = store.acked_below;
     let ids: Vec<u64> = ids
         .iter()
         .copied()
-        .filter(|id| *id >= acked_below)
+        .filter(|id| *id >= store.acked_below)
         .collect();
-    let Some(last) = ids.last().copied() else {
-        return Ok((removed, c, acked_below));
-    };
-    let mut next = 0;
-    // A range walk here, unlike peek: it visits pages the uploader's peek just read, so they
-    // are in the cache already (and counted by its LRU), and one walk over ≈ 30 leaves costs
-    // less than 256 lookups from the root.
-    for item in db.range(key(READY, acked_below)..key(READY, last + 1)) {
-        let (k, raw) = item.map_err(from_sled)?;
-        let Some(id) = id_of(&k) else { continue };
-        while ids.get(next).is_some_and(|acked| *acked < id) {
-            next += 1; // acked ids that are not stored (already gone)
-        }
-        if ids.get(next) != Some(&id) {
-            break; // a ready record that is not acked: the watermark stops here
-        }
-        c.ready = c.ready.saturating_sub(1);
-        c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
-        acked_below = id + 1;
-        next += 1;
+    if ids.is_empty() {
+        return Ok((removed, c, store.acked_below));
     }
-    for id in &ids[next..] {
+    let run = match store.read_span.plan(store.acked_below, &ids) {
+        Some(run) => run,
+        None => walk_acked_run(db, store.acked_below, &ids)?,
+    };
+    c.ready = c.ready.saturating_sub(run.passed);
+    c.ready_bytes = c.ready_bytes.saturating_sub(run.passed_bytes);
+    for id in &ids[run.consumed..] {
         if let Some(raw) = ready_record(db, *id)? {
             removed.push(*id);
             c.ready = c.ready.saturating_sub(1);
             c.ready_bytes = c.ready_bytes.saturating_sub(raw.len() as u64);
         }
     }
-    Ok((removed, c, acked_below))
+    Ok((removed, c, run.acked_below))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many acks on this thread walked sled for their run (tests: the read span is used).
+    pub(super) static ACK_WALKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// The run of acked `ids` (sorted, unique, not empty) from the watermark `acked_below`, read
+/// from sled: one range walk that stops at the first ready key not acked.
+fn walk_acked_run(db: &sled::Db, acked_below: u64, ids: &[u64]) -> Result<AckedRun, QueueError> {
+    #[cfg(test)]
+    ACK_WALKS.with(|walks| walks.set(walks.get() + 1));
+    let last = ids.last().copied().unwrap_or(acked_below);
+    let mut run = AckedRun {
+        passed: 0,
+        passed_bytes: 0,
+        acked_below,
+        consumed: 0,
+    };
+    // A range walk here, unlike peek: it visits pages the uploader's peek just read, so they
+    // are in the cache already (and counted by its LRU).
+    for item in db.range(key(READY, acked_below)..key(READY, last + 1)) {
+        let (k, raw) = item.map_err(from_sled)?;
+        let Some(id) = id_of(&k) else { continue };
+        while ids.get(run.consumed).is_some_and(|acked| *acked < id) {
+            run.consumed += 1; // acked ids that are not stored (already gone)
+        }
+        if ids.get(run.consumed) != Some(&id) {
+            break; // a ready record that is not acked: the watermark stops here
+        }
+        run.passed += 1;
+        run.passed_bytes += raw.len() as u64;
+        run.acked_below = id + 1;
+        run.consumed += 1;
+    }
+    Ok(run)
 }
 
 /// How many ids at the start of `ids` are consecutive (1 for a lone id, 0 for none).
@@ -414,7 +440,10 @@ fn scan_store(
     let (opened_instant, opened_ms) = store.opened_at;
     let db = store.db()?.clone();
     // Acked keys below the watermark are never read; nothing is stored at or past next_id.
-    let mut ids = ReadyIds::new(from.0.max(store.acked_below), store.counters.next_id);
+    let start = from.0.max(store.acked_below);
+    let mut ids = ReadyIds::new(start, store.counters.next_id);
+    // Whether what this scan reads extends the store's read span (`read_span.rs`).
+    let mut noting = store.read_span.scan_from(start, store.acked_below);
     loop {
         if out.len() >= max {
             complete = false;
@@ -428,9 +457,16 @@ fn scan_store(
             ids.skip(run as u64);
             continue;
         }
+        let at = ids.position();
         let Some((id, raw)) = ids.next(&db)? else {
+            if noting {
+                store.read_span.read_to_end(at, store.counters.next_id);
+            }
             break;
         };
+        if noting {
+            noting = store.read_span.read(at, id, raw.len() as u64);
+        }
         if skip.binary_search(&RecordId(id)).is_ok() {
             // Reached after a gap: pass it and its run next time round.
             skipped += 1;

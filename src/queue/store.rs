@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub(super) use super::counters::Counters;
 use super::counters::{StoredState, decode_legacy_watermark, decode_state, encode_state};
+use super::read_span::ReadSpan;
 use super::record::to_ms;
 use super::{FullReason, QueueError, RecordId};
 
@@ -86,6 +87,8 @@ pub(super) struct Store {
     pub delays: HashMap<u64, Instant>,
     /// Monotonic and wall-clock time at open, to turn stored nack times into deadlines.
     pub opened_at: (Instant, u64),
+    /// The ready records scans have read from the watermark on (`read_span.rs`).
+    pub read_span: ReadSpan,
 }
 
 impl Store {
@@ -108,6 +111,7 @@ impl Store {
             refusal: None,
             delays: HashMap::new(),
             opened_at: (Instant::now(), to_ms(SystemTime::now())),
+            read_span: ReadSpan::default(),
         };
         store.open_db()?;
         Ok(store)
@@ -171,6 +175,7 @@ impl Store {
         };
         self.counters = counters;
         self.acked_below = acked_below;
+        self.read_span.forget();
         self.db = Some(db);
         self.log = Some(log);
         self.synced_blobs.clear();
@@ -198,10 +203,22 @@ impl Store {
 
     /// Applies `batch` and the new counters atomically.
     pub fn apply(&mut self, batch: sled::Batch, counters: Counters) -> Result<(), QueueError> {
+        self.read_span.forget();
         self.apply_state(batch, counters, self.acked_below)
     }
 
-    /// Applies `batch`, the new counters and the watermark `acked_below` atomically.
+    /// Applies an append: `batch` only inserts ready records at or past `next_id`, which no
+    /// scan has passed, so what scans read stays true (`read_span.rs`).
+    pub fn apply_append(
+        &mut self,
+        batch: sled::Batch,
+        counters: Counters,
+    ) -> Result<(), QueueError> {
+        self.apply_state(batch, counters, self.acked_below)
+    }
+
+    /// Applies `batch`, the new counters and the watermark `acked_below` atomically. Callers
+    /// other than appends forget the read span first (it may no longer be true).
     fn apply_state(
         &mut self,
         mut batch: sled::Batch,
@@ -250,8 +267,12 @@ impl Store {
                 .insert(COUNTERS_KEY, value)
                 .map(drop)
                 .map_err(from_sled);
-            return self.settle(result, counters, acked_below);
+            let from = self.acked_below;
+            self.settle(result, counters, acked_below)?;
+            self.read_span.advanced(from, acked_below);
+            return Ok(());
         }
+        self.read_span.forget();
         let mut batch = sled::Batch::default();
         for id in removed {
             batch.remove(&key(READY, *id));
@@ -275,6 +296,7 @@ impl Store {
             batch.remove(k);
         }
         let c = self.counters;
+        self.read_span.forget();
         self.apply_state(batch, c, 0)
     }
 
@@ -285,6 +307,7 @@ impl Store {
         }
         tracing::warn!(error = %err, "queue storage error");
         self.broken = Some(err.clone());
+        self.read_span.forget();
         err
     }
 

@@ -16,6 +16,12 @@ fn payload(i: u64) -> Vec<u8> {
     format!(r#"{{"resourceType":"Observation","n":{i}}}"#).into_bytes()
 }
 
+/// Payloads whose lengths differ widely, so that a byte counter off by one record shows.
+fn varied_payload(i: u64) -> Vec<u8> {
+    let pad = "x".repeat((i * 37 % 300) as usize);
+    format!(r#"{{"resourceType":"Observation","n":{i},"pad":"{pad}"}}"#).into_bytes()
+}
+
 fn ids(records: &[QueuedRecord]) -> Vec<u64> {
     records.iter().map(|r| r.id.0).collect()
 }
@@ -264,6 +270,8 @@ enum Op {
     /// pending acks; runs of 4 or more are passed by a seek).
     PeekSkipping(u8),
     AckFirst(u8),
+    /// Ack the second ready record alone (out of order: it is removed, not passed).
+    AckSecond,
     /// Nack the first ready record; `true` hides it for an hour.
     NackFirst(bool),
     DeadFirst,
@@ -278,6 +286,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u8..6).prop_map(Op::Peek),
         1 => (1u8..9).prop_map(Op::PeekSkipping),
         2 => (1u8..4).prop_map(Op::AckFirst),
+        1 => Just(Op::AckSecond),
         1 => any::<bool>().prop_map(Op::NackFirst),
         1 => Just(Op::DeadFirst),
         1 => Just(Op::RequeueAll),
@@ -362,7 +371,7 @@ fn run_model(cfg: &QueueConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let payloads: Vec<Vec<u8>> = (0..n)
                         .map(|_| {
                             counter += 1;
-                            payload(counter)
+                            varied_payload(counter)
                         })
                         .collect();
                     let got = q.append_blocking(payloads.clone()).expect("append");
@@ -396,6 +405,12 @@ fn run_model(cfg: &QueueConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     q.ack(&ids.iter().copied().map(RecordId).collect::<Vec<_>>())
                         .expect("ack");
                     for id in ids {
+                        m.waiting.remove(&id);
+                    }
+                }
+                Op::AckSecond => {
+                    if let Some((id, ..)) = m.ready(2).into_iter().nth(1) {
+                        q.ack(&[RecordId(id)]).expect("ack");
                         m.waiting.remove(&id);
                     }
                 }
