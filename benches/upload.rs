@@ -22,7 +22,9 @@
 //! First printed (CPU only, no server): the queue calls of the drain alone (peek, grouped acks)
 //! over a fresh sled queue, with the resident memory they left behind; then decoding the queued
 //! units and building the Bundles in the queued format and builder of round 3 against the JSON
-//! units and serde Bundle of before.
+//! units and serde Bundle of before. After the baseline phase: reading one real reply of the
+//! server (its first answer while warming up) with the uploader's reply scanner against
+//! serde_json skipping the same bytes.
 //!
 //! Printed: wall time and observations/s of both, their ratio (goal ≥ 0.9), and the CPU time
 //! of THIS process per observation (getrusage; the server is another process, so its CPU is
@@ -49,6 +51,7 @@ use vectorcare_gateway::fhir::{
 };
 use vectorcare_gateway::queue::{DurableQueue, QueueConfig, SledQueue};
 use vectorcare_gateway::upload::keys::{SigningAlg, generate_into_dir};
+use vectorcare_gateway::upload::reply::ReplyBundle;
 use vectorcare_gateway::upload::uploader::Step;
 use vectorcare_gateway::upload::{RawUploadConfig, UploadConfig, build};
 use vectorcare_hal::clock::SimulatedClock;
@@ -168,6 +171,8 @@ struct Phase {
     cpu: Duration,
     main_cpu: Duration,
     server_cpu: Duration,
+    /// The first reply body the server sent in this phase (baseline phases only).
+    first_reply: bytes::Bytes,
 }
 
 /// Resident memory of this process (KiB), from /proc/self/status.
@@ -206,6 +211,7 @@ impl Timer {
             cpu: cpu_self() - self.cpu,
             main_cpu: cpu_main_thread() - self.main_cpu,
             server_cpu: cpu_of(self.pid) - self.server_cpu,
+            first_reply: bytes::Bytes::new(),
         }
     }
 }
@@ -230,10 +236,48 @@ fn upload_config(
     raw.validate("upload", &mut problems).expect("valid config")
 }
 
-/// Warms the Node peer's JIT with other readings, so neither phase pays for it.
-async fn warm_up(peers: &NodePeers, cfg: &UploadConfig, shape: Shape, n: usize) {
+/// Warms the Node peer's JIT with other readings, so neither phase pays for it. Returns the
+/// server's first reply (a response Bundle to a full Bundle of `shape`).
+async fn warm_up(peers: &NodePeers, cfg: &UploadConfig, shape: Shape, n: usize) -> bytes::Bytes {
     let warm: Vec<UploadUnit> = units(n + WARM_UP).split_off(n);
-    baseline(peers, cfg, shape, &warm).await;
+    baseline(peers, cfg, shape, &warm).await.first_reply
+}
+
+/// Reading one real reply of the server (the uploader's `ReplyBundle::parse`) against
+/// serde_json skipping the same text (`IgnoredAny`: a generic parser that checks and skips
+/// every token, allocating nothing), in this process. Prints µs per reply and ns per byte.
+fn reply_line(reply: &[u8], per_bundle: usize) {
+    const ROUNDS: u32 = 2000;
+    let reader = ReplyBundle::parse(reply).expect("the server's reply reads");
+    assert!(
+        reader.entry(per_bundle - 1).is_some(),
+        "one answer per entry"
+    );
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            f();
+        }
+        start.elapsed() / ROUNDS
+    };
+    let scanner = time(&|| {
+        std::hint::black_box(ReplyBundle::parse(std::hint::black_box(reply)).is_ok());
+    });
+    let serde = time(&|| {
+        let skipped: Result<serde::de::IgnoredAny, _> =
+            serde_json::from_slice(std::hint::black_box(reply));
+        std::hint::black_box(skipped.is_ok());
+    });
+    let ns_per_byte = |d: Duration| d.as_nanos() as f64 / reply.len() as f64;
+    println!(
+        "reply     one reply of {} bytes ({per_bundle} entries): ReplyBundle::parse {:.1} µs ({:.2} ns/byte, {:.2} µs/obs); serde_json IgnoredAny {:.1} µs ({:.2} ns/byte)",
+        reply.len(),
+        scanner.as_secs_f64() * 1e6,
+        ns_per_byte(scanner),
+        scanner.as_secs_f64() * 1e6 / per_bundle as f64,
+        serde.as_secs_f64() * 1e6,
+        ns_per_byte(serde),
+    );
 }
 
 async fn baseline(
@@ -254,6 +298,7 @@ async fn baseline(
     let token = auth.token().await.expect("token").access_token.clone();
     let http = reqwest::Client::new();
     let timer = Timer::start(peers);
+    let mut first_reply = bytes::Bytes::new();
     for body in bundles {
         let r = http
             .post(&peers.fhir_base)
@@ -264,9 +309,15 @@ async fn baseline(
             .await
             .expect("post");
         assert!(r.status().is_success(), "baseline POST: {}", r.status());
-        let _ = r.bytes().await.expect("body");
+        let reply = r.bytes().await.expect("body");
+        if first_reply.is_empty() {
+            first_reply = reply;
+        }
     }
-    timer.stop()
+    Phase {
+        first_reply,
+        ..timer.stop()
+    }
 }
 
 /// A fresh sled queue (in /var/tmp: a real disk, not tmpfs) holding `units` in format 1.
@@ -441,9 +492,10 @@ async fn main() {
         codec(&units, shape);
         let peers = NodePeers::start(&PeerOptions::new(CLIENT_ID, jwks.clone()));
         let cfg = upload_config(&peers.fhir_base, &key, shape);
-        warm_up(&peers, &cfg, shape, n).await;
+        let reply = warm_up(&peers, &cfg, shape, n).await;
         let base = baseline(&peers, &cfg, shape, &units).await;
         drop(peers);
+        reply_line(&reply, shape.per_bundle);
         line("baseline", n, &base);
         Some(base)
     };

@@ -79,7 +79,9 @@
 //! watermark too, so such an ack is one sled insert and no batch (the walk also gives their
 //! sizes for the byte counter; why not a batch: `counters.rs`); the walk stops at the first ready key
 //! that is not acked (a delayed or in-flight record), and acked ids after it are removed one
-//! by one as before. Every reader starts at the watermark (`peek`, `list_waiting`,
+//! by one as before. The walk is usually not a sled read: the peeks that read those records
+//! noted their ids and sizes (`read_span.rs`, trusted only while nothing but appends and
+//! in-order acks changed the segment since). Every reader starts at the watermark (`peek`, `list_waiting`,
 //! `oldest_waiting`, `get`, `nack`, `dead_letter`, a recount). Requeueing a dead letter whose
 //! id the watermark passed first removes the acked keys below it for real and resets the
 //! watermark (rare: an operator's command). Space: acked records stay on disk until their

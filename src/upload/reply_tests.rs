@@ -156,6 +156,8 @@ fn text() -> impl Strategy<Value = String> {
         Just("201 Created".to_owned()),
         Just("400 Bad Request".to_owned()),
         Just("\u{0}\u{1f}\n\t".to_owned()),
+        // Past the 8-byte words into the `memchr2` search (`find_quote_or_backslash`).
+        "[a-zé \"\\\\]{20,80}",
     ]
 }
 
@@ -256,6 +258,23 @@ proptest! {
         for end in 0..body.len() {
             prop_assert!(ReplyBundle::parse(&body[..end]).is_err(), "cut at {}", end);
         }
+    }
+
+    /// The word-at-a-time search finds what a byte-by-byte one finds, from any start, in any
+    /// bytes (those with the high bit set included: `0xa2` and `0xdc` are `"` and `\` plus it).
+    #[test]
+    fn the_string_end_search_finds_the_first_quote_or_backslash(
+        bytes in prop::collection::vec(prop_oneof![
+            8 => any::<u8>(),
+            1 => Just(b'"'),
+            1 => Just(b'\\'),
+            1 => Just(0xa2u8),
+            1 => Just(0xdcu8),
+        ], 0..120),
+        at in 0usize..130,
+    ) {
+        let naive = (at..bytes.len()).find(|i| matches!(bytes[*i], b'"' | b'\\'));
+        prop_assert_eq!(find_quote_or_backslash(&bytes, at), naive);
     }
 
     /// Arbitrary bytes never panic the scanner.
