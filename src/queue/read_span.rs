@@ -6,7 +6,7 @@
 //! which is not acked lies in between (module doc of `queue`, "Acks"). The uploader acks only
 //! records it has peeked, and every peek reads them in id order from the watermark on, so the
 //! scan can note that as it goes: the ids it passed and the size of each stored one. Walking
-//! them again with a sled range iterator was ≈ 9 % of the uploader's CPU in a drain
+//! them again with a sled range iterator was ≈ 6 % of a drain's CPU samples
 //! (docs/PERFORMANCE.md, "Round 7").
 //!
 //! The note is only trusted while nothing but appends and in-order acks changed the store:

@@ -340,9 +340,10 @@ impl<'a> Scanner<'a> {
 /// The index of the first `"` or `\` in `text` from `at` on.
 ///
 /// Eight bytes at a time first: most strings in a reply are a few words long (keys, codes,
-/// ids), and for those a `memchr2` call costs more than the search — it was ≈ 5 % of the
-/// uploader's CPU (docs/PERFORMANCE.md, "Round 7"). A string still going after 32 bytes (a
-/// narrative, a long diagnostic) is searched by `memchr2`.
+/// ids), and for those the `memchr2` call costs more than the search (its calls were ≈ 3 % of
+/// a drain's CPU samples; one real reply read 17 % faster without them: docs/PERFORMANCE.md,
+/// "Round 7"). A string still going after 32 bytes (a narrative, a long diagnostic) is
+/// searched by `memchr2`.
 fn find_quote_or_backslash(text: &[u8], at: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
