@@ -36,12 +36,22 @@ fn open(dir: &std::path::Path) -> SledQueue {
     SledQueue::open(dir, &QueueConfig::default()).expect("open")
 }
 
-#[test]
-fn the_uploaders_drain_acks_from_what_it_peeked_without_walking_sled() {
+/// A fresh queue holding records 1..=`n`.
+fn filled(n: u64) -> (tempfile::TempDir, SledQueue) {
     let dir = tempfile::tempdir().expect("tempdir");
     let q = open(dir.path());
-    q.append_blocking((1..=500).map(payload).collect())
+    q.append_blocking((1..=n).map(payload).collect())
         .expect("append");
+    (dir, q)
+}
+
+fn peeked_ids(q: &SledQueue, max: usize) -> Vec<RecordId> {
+    q.peek(max).expect("peek").iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn the_uploaders_drain_acks_from_what_it_peeked_without_walking_sled() {
+    let (_dir, q) = filled(500);
     let before = walks();
     // As the uploader does: Bundles of 48 peeked past the pending acks, acked by 96.
     let mut pending: Vec<RecordId> = Vec::new();
@@ -76,10 +86,7 @@ fn the_uploaders_drain_acks_from_what_it_peeked_without_walking_sled() {
 
 #[test]
 fn an_ack_of_records_never_peeked_walks_sled() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let q = open(dir.path());
-    q.append_blocking((1..=20).map(payload).collect())
-        .expect("append");
+    let (_dir, q) = filled(20);
     let before = walks();
     q.ack(&(1..=5).map(RecordId).collect::<Vec<_>>())
         .expect("ack");
@@ -89,11 +96,8 @@ fn an_ack_of_records_never_peeked_walks_sled() {
 
 #[test]
 fn a_nack_or_dead_letter_between_peek_and_ack_sends_the_ack_to_the_walk() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let q = open(dir.path());
-    q.append_blocking((1..=30).map(payload).collect())
-        .expect("append");
-    let peeked: Vec<RecordId> = q.peek(10).expect("peek").iter().map(|r| r.id).collect();
+    let (_dir, q) = filled(30);
+    let peeked = peeked_ids(&q, 10);
     q.nack(RecordId(3), Duration::from_secs(3600))
         .expect("nack");
     let before = walks();
@@ -104,7 +108,7 @@ fn a_nack_or_dead_letter_between_peek_and_ack_sends_the_ack_to_the_walk() {
     assert_counted(&q);
     assert_eq!(q.oldest_waiting().expect("oldest"), Some(RecordId(3)));
 
-    let peeked: Vec<RecordId> = q.peek(5).expect("peek").iter().map(|r| r.id).collect();
+    let peeked = peeked_ids(&q, 5);
     q.dead_letter(peeked[0], "refused".into()).expect("dead");
     q.ack(&peeked[1..]).expect("ack");
     assert_eq!(walks(), before + 2);
@@ -113,11 +117,8 @@ fn a_nack_or_dead_letter_between_peek_and_ack_sends_the_ack_to_the_walk() {
 
 #[test]
 fn a_reopened_queue_does_not_trust_an_earlier_opens_reads() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let q = open(dir.path());
-    q.append_blocking((1..=40).map(payload).collect())
-        .expect("append");
-    let peeked: Vec<RecordId> = q.peek(20).expect("peek").iter().map(|r| r.id).collect();
+    let (dir, q) = filled(40);
+    let peeked = peeked_ids(&q, 20);
     drop(q);
     let q = open(dir.path());
     let before = walks();
