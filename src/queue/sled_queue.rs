@@ -57,6 +57,7 @@ impl SledQueue {
             pending: Mutex::new(Pending::default()),
             wake: parking_lot::Condvar::new(),
             commits: Default::default(),
+            append_batches: Default::default(),
         });
         let thread_shared = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
@@ -109,6 +110,14 @@ impl SledQueue {
     pub fn commits(&self) -> u64 {
         self.shared
             .commits
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many sled batches the group commits applied since open (at most
+    /// `RECORDS_PER_SLED_BATCH` records each, see `commit.rs`).
+    pub fn append_batches(&self) -> u64 {
+        self.shared
+            .append_batches
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 

@@ -203,6 +203,38 @@ fn concurrent_appends_share_commits() {
     );
 }
 
+/// One append larger than a sled batch (`commit.rs`): one durable flush, several batches of at
+/// most 16 records, each carrying the counters as they stand after it — so the records, the
+/// byte count and the next id are exact, before and after a reopen.
+#[test]
+fn a_large_append_is_one_flush_in_batches_of_sixteen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let q = SledQueue::open(dir.path(), &cfg()).expect("open");
+    let payloads: Vec<Vec<u8>> = (1..=100).map(varied_payload).collect();
+    let bytes: u64 = payloads
+        .iter()
+        .map(|p| (record::HEADER_LEN + p.len()) as u64)
+        .sum();
+    let appended = q.append_blocking(payloads.clone()).expect("append");
+    assert_eq!(ids_of(&appended), (1..=100).collect::<Vec<_>>());
+    assert_eq!((q.commits(), q.append_batches()), (1, 7));
+    let check = |q: &SledQueue| {
+        let stats = q.stats().expect("stats");
+        assert_eq!((stats.depth, stats.bytes, stats.next_id), (100, bytes, 101));
+        let peeked = q.peek(1000).expect("peek");
+        assert_eq!(ids(&peeked), (1..=100).collect::<Vec<_>>());
+        let read: Vec<&Vec<u8>> = peeked.iter().map(|r| &r.payload).collect();
+        assert_eq!(read, payloads.iter().collect::<Vec<_>>());
+    };
+    check(&q);
+    drop(q);
+    check(&SledQueue::open(dir.path(), &cfg()).expect("reopen"));
+}
+
+fn ids_of(ids: &[RecordId]) -> Vec<u64> {
+    ids.iter().map(|id| id.0).collect()
+}
+
 #[tokio::test]
 async fn async_append_resolves_after_commit() {
     let dir = tempfile::tempdir().expect("tempdir");
