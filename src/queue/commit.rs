@@ -1,19 +1,5 @@
 //! Group commit: one thread turns every append that arrived while the previous flush ran into
-//! one durable flush, then resolves them all.
-//!
-//! **Sled batches of at most [`RECORDS_PER_SLED_BATCH`] records.** The records of a group are
-//! written as consecutive sled batches, each with the counters as they stand after it, so each
-//! batch is a complete, consistent state change by itself (as every change of the queue is).
-//! Why not one batch: sled 0.34 splits a leaf (more than 16 items) only when a later traversal
-//! passes it, and the leaves one batch fills past that were left for the first read to split —
-//! the uploader's peek, rewriting about 17 % of the bytes it read and pulling more log fragments
-//! per leaf (a bare-sled program: 60 000 records of 2 300 B appended in batches of 1 000, then
-//! read by key: 2.3–2.4 µs and 0.41 `pread`s per record, 380–440 B/record written while
-//! reading; in batches of 16: 1.7–1.8 µs, 0.26 `pread`s, nothing written; the cause inside
-//! sled was not pinned down). A crash during a group keeps a prefix of its batches (sled
-//! recovers a prefix of its log): records of appends that were never confirmed may then be in
-//! the queue, and a source that appends them again queues them twice — harmless, since uploads
-//! are idempotent (the same as an append whose confirmation was lost).
+//! one sled batch and one durable flush, then resolves them all.
 //!
 //! The thread belongs to the engine (like sled's own threads), not to the runtime: the queue
 //! must give the same guarantee to the daemon, the CLI and the benchmark, with or without tokio.
@@ -29,9 +15,6 @@ use super::record::{HEADER_LEN, Stored, to_ms};
 use super::segments::Segments;
 use super::store::{READY, key};
 use super::{FullReason, QueueConfig, QueueError, RecordId};
-
-/// Records per sled batch in a group commit (sled's leaf split threshold; see the module doc).
-pub(super) const RECORDS_PER_SLED_BATCH: usize = 16;
 
 /// How long acks and nacks may stay unflushed.
 pub(super) const LAZY_FLUSH: Duration = Duration::from_millis(1000);
@@ -57,8 +40,6 @@ pub(super) struct Shared {
     pub wake: Condvar,
     /// Group commits done (each is one durable flush), for tests and the benchmark.
     pub commits: AtomicU64,
-    /// Sled batches the group commits applied (tests).
-    pub append_batches: AtomicU64,
 }
 
 pub(super) fn run(shared: Arc<Shared>) {
@@ -119,8 +100,6 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
     let mut stored_records = totals.ready + totals.dead;
     let mut stored_bytes = totals.ready_bytes + totals.dead_bytes;
     let mut batch = sled::Batch::default();
-    let mut in_batch = 0usize;
-    let mut applied: Result<(), QueueError> = Ok(());
     let mut accepted: Vec<(Reply, Vec<RecordId>)> = Vec::new();
     let mut refused = None;
     for req in requests {
@@ -150,8 +129,6 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
         for payload in req.payloads {
             let id = counters.next_id;
             counters.next_id += 1;
-            counters.ready += 1;
-            counters.ready_bytes += (HEADER_LEN + payload.len()) as u64;
             let record = Stored {
                 attempts: 0,
                 enqueued_ms: now_ms,
@@ -161,13 +138,9 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
             };
             batch.insert(&key(READY, id), record.encode(id));
             ids.push(RecordId(id));
-            in_batch += 1;
-            if in_batch == RECORDS_PER_SLED_BATCH && applied.is_ok() {
-                applied = store.apply_append(std::mem::take(&mut batch), counters);
-                shared.append_batches.fetch_add(1, Ordering::Relaxed);
-                in_batch = 0;
-            }
         }
+        counters.ready += n;
+        counters.ready_bytes += bytes;
         stored_records += n;
         stored_bytes += bytes;
         accepted.push((req.reply, ids));
@@ -179,13 +152,9 @@ fn commit(shared: &Shared, requests: Vec<Request>) {
     if accepted.is_empty() {
         return;
     }
-    if in_batch > 0 && applied.is_ok() {
-        applied = store.apply_append(batch, counters);
-        shared.append_batches.fetch_add(1, Ordering::Relaxed);
-    }
-    // After a failed batch the later ones were not applied: every append of the group fails
-    // (records of earlier batches stay queued; see the module doc).
-    let result = applied.and_then(|()| store.durable_flush());
+    let result = store
+        .apply_append(batch, counters)
+        .and_then(|()| store.durable_flush());
     drop(segs);
     shared.commits.fetch_add(1, Ordering::Relaxed);
     for (reply, ids) in accepted {

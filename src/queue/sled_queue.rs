@@ -57,7 +57,6 @@ impl SledQueue {
             pending: Mutex::new(Pending::default()),
             wake: parking_lot::Condvar::new(),
             commits: Default::default(),
-            append_batches: Default::default(),
         });
         let thread_shared = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
@@ -113,12 +112,13 @@ impl SledQueue {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// How many sled batches the group commits applied since open (at most
-    /// `RECORDS_PER_SLED_BATCH` records each, see `commit.rs`).
-    pub fn append_batches(&self) -> u64 {
-        self.shared
-            .append_batches
-            .load(std::sync::atomic::Ordering::Relaxed)
+    /// Flushes the head segment's sled log; returns the bytes sled wrote (tests: what reads
+    /// left to write).
+    #[cfg(test)]
+    pub(super) fn flush_head(&self) -> usize {
+        let mut segs = self.shared.segs.lock();
+        let db = segs.head_store().expect("head").db().expect("open");
+        db.flush().expect("flush")
     }
 
     /// How many segment databases are open now (the head included); at most 1 + 2.

@@ -13,6 +13,11 @@ use super::record::to_ms;
 use super::{FullReason, QueueError, RecordId};
 
 pub(super) const READY: u8 = b'R';
+/// Appends of more records than this leave no leaf unsplit (sled splits at 17 items).
+const SPLIT_PASS_MIN_RECORDS: u64 = 16;
+/// Half sled's leaf threshold: every leaf of more than 16 appended records holds at least
+/// eight consecutive ids, so one of them is looked up (`Store::split_appended_leaves`).
+const SPLIT_PASS_STEP: usize = 8;
 pub(super) const DEAD: u8 = b'D';
 pub(super) const QUARANTINE: u8 = b'Q';
 /// The counters and the ack watermark (`counters.rs`, "The state value").
@@ -208,13 +213,40 @@ impl Store {
     }
 
     /// Applies an append: `batch` only inserts ready records at or past `next_id`, which no
-    /// scan has passed, so what scans read stays true (`read_span.rs`).
+    /// scan has passed, so what scans read stays true (`read_span.rs`). Then passes the
+    /// appended records' leaves, so that sled splits them now (see below).
     pub fn apply_append(
         &mut self,
         batch: sled::Batch,
         counters: Counters,
     ) -> Result<(), QueueError> {
-        self.apply_state(batch, counters, self.acked_below)
+        let first = self.counters.next_id;
+        self.apply_state(batch, counters, self.acked_below)?;
+        self.split_appended_leaves(first, counters.next_id)
+    }
+
+    /// Looks up every [`SPLIT_PASS_STEP`]th record of `from..to` (and the last), so that sled
+    /// splits the leaves the append's batch filled past its threshold now, on the appending
+    /// thread and before the append's flush.
+    ///
+    /// Why: sled 0.34 splits a leaf of more than 16 items only when a traversal passes it,
+    /// and a batch inserting more than about 20 records in key order leaves such leaves behind
+    /// (why inside sled was not pinned down). Left alone, the first reader split them: the
+    /// uploader's peek, which then rewrote part of what it read (≈ 400 B per 2 300-B record)
+    /// while draining. The split work is the same wherever it runs; here it is paid as records
+    /// arrive, not when a backlog is uploaded. `cargo bench --bench sled_batches` measures it;
+    /// `tests.rs` checks that reading a large append back writes nothing.
+    fn split_appended_leaves(&mut self, from: u64, to: u64) -> Result<(), QueueError> {
+        if to.saturating_sub(from) <= SPLIT_PASS_MIN_RECORDS {
+            return Ok(());
+        }
+        let db = self.db()?.clone();
+        let result = (from..to)
+            .step_by(SPLIT_PASS_STEP)
+            .chain([to - 1])
+            .try_for_each(|id| db.get(key(READY, id)).map(drop))
+            .map_err(from_sled);
+        result.map_err(|e| self.fail(e))
     }
 
     /// Applies `batch`, the new counters and the watermark `acked_below` atomically. Callers
