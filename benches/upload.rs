@@ -2,7 +2,7 @@
 //! router behind the Node wrapper, oidc-provider tokens; `scripts/install/fhir-server.sh`).
 //!
 //! `cargo bench --bench upload -- [--observations 100000] [--bundle transaction|batch]
-//! [--per-bundle N] [--gateway-only]`
+//! [--per-bundle N] [--append-size N] [--gateway-only]`
 //!
 //! Bundle configurations (stated in the first line printed):
 //! - `transaction` (default): as configured for Medplum, transactions of 6 conditional-create
@@ -320,11 +320,21 @@ async fn baseline(
     }
 }
 
+/// Records per append while filling the queue (`--append-size`, default 1 000: one group
+/// commit each). A gateway that is offline while readings trickle in commits a few at a time
+/// (`--append-size 16` is like that for sled: no batch fills a leaf past its split point; see
+/// `Store::split_appended_leaves`); large appends are a device emptying its memory at once.
+fn append_size_arg() -> usize {
+    arg("--append-size").map_or(1000, |v| {
+        v.parse::<usize>().expect("--append-size N").max(1)
+    })
+}
+
 /// A fresh sled queue (in /var/tmp: a real disk, not tmpfs) holding `units` in format 1.
 async fn filled_queue(units: &[UploadUnit]) -> (tempfile::TempDir, SledQueue) {
     let dir = tempfile::tempdir_in("/var/tmp").expect("queue dir");
     let queue = SledQueue::open(dir.path(), &QueueConfig::default()).expect("queue");
-    for chunk in units.chunks(1000) {
+    for chunk in units.chunks(append_size_arg()) {
         let payloads = chunk
             .iter()
             .map(|u| encode_unit(u).expect("encode"))
@@ -478,8 +488,9 @@ async fn main() {
     let shape = Shape::from_args();
     let units = units(n);
     println!(
-        "upload: {n} observations to Medplum (Node peer), {}, one Bundle in flight",
-        shape.describe()
+        "upload: {n} observations to Medplum (Node peer), {}, one Bundle in flight; queue filled {} records per append",
+        shape.describe(),
+        append_size_arg()
     );
 
     // `--gateway-only`: just the gateway phase (for profiling it, e.g. under `perf record`).
