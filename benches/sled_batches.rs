@@ -18,8 +18,12 @@
 //! written while only reading (sled splitting leaves the fill left oversized). The three ways
 //! run in turn, `--rounds` times (the first round also warms the process up).
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+
+use cpu_time::{cpu_process, cpu_thread};
 
 const FLUSH_EVERY: u64 = 1_000;
 
@@ -102,26 +106,6 @@ fn io_counts() -> (u64, u64) {
             .unwrap_or_else(|| panic!("{name} missing in /proc/self/io"))
     };
     (field("syscr:"), field("wchar:"))
-}
-
-/// User + system CPU time of the calling thread.
-fn cpu_thread() -> Duration {
-    rusage(libc::RUSAGE_THREAD)
-}
-
-/// User + system CPU time of the whole process (sled's threads included).
-fn cpu_process() -> Duration {
-    rusage(libc::RUSAGE_SELF)
-}
-
-fn rusage(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage struct.
-    let rc = unsafe { libc::getrusage(who, &mut usage) };
-    assert_eq!(rc, 0, "getrusage");
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn open(path: &Path) -> sled::Db {

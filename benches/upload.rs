@@ -33,6 +33,9 @@
 //! commit thread and sled's own I/O threads), with the server's CPU per observation from
 //! /proc for context. One Bundle is in flight at a time in both phases, as in the gateway.
 
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+
 // Shared with tests/upload_peers.rs (fault injection and stats are unused here).
 #[allow(dead_code)]
 #[path = "../tests/support/node_peers.rs"]
@@ -41,6 +44,7 @@ mod node_peers;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpu_time::{cpu_process, cpu_thread};
 use node_peers::{NodePeers, PeerOptions};
 use vectorcare_gateway::config::problems::Problems;
 use vectorcare_gateway::fhir::bundle_reference::serde_bundle_text;
@@ -131,28 +135,6 @@ fn units(n: usize) -> Vec<UploadUnit> {
         .collect()
 }
 
-/// User + system CPU time of this process.
-fn cpu_self() -> Duration {
-    rusage(libc::RUSAGE_SELF)
-}
-
-/// User + system CPU time of the calling thread (the bench's current-thread runtime).
-fn cpu_main_thread() -> Duration {
-    rusage(libc::RUSAGE_THREAD)
-}
-
-fn rusage(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a rusage struct.
-    let rc = unsafe { libc::getrusage(who, &mut usage) };
-    assert_eq!(rc, 0, "getrusage");
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 /// User + system CPU time of another process, from /proc/PID/stat (clock ticks).
 fn cpu_of(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
@@ -197,8 +179,8 @@ struct Timer {
 impl Timer {
     fn start(peers: &NodePeers) -> Self {
         Self {
-            cpu: cpu_self(),
-            main_cpu: cpu_main_thread(),
+            cpu: cpu_process(),
+            main_cpu: cpu_thread(),
             server_cpu: cpu_of(peers.pid()),
             wall: Instant::now(),
             pid: peers.pid(),
@@ -208,8 +190,8 @@ impl Timer {
     fn stop(self) -> Phase {
         Phase {
             wall: self.wall.elapsed(),
-            cpu: cpu_self() - self.cpu,
-            main_cpu: cpu_main_thread() - self.main_cpu,
+            cpu: cpu_process() - self.cpu,
+            main_cpu: cpu_thread() - self.main_cpu,
             server_cpu: cpu_of(self.pid) - self.server_cpu,
             first_reply: bytes::Bytes::new(),
         }
@@ -432,7 +414,7 @@ fn codec(units: &[UploadUnit], shape: Shape) {
 async fn queue_only(units: &[UploadUnit], shape: Shape) {
     let (_dir, queue) = filled_queue(units).await;
     let rss_before = rss_kib();
-    let (cpu, main_cpu) = (cpu_self(), cpu_main_thread());
+    let (cpu, main_cpu) = (cpu_process(), cpu_thread());
     let mut pending = Vec::new();
     let mut drained = 0;
     loop {
@@ -451,7 +433,7 @@ async fn queue_only(units: &[UploadUnit], shape: Shape) {
         }
     }
     queue.ack(&pending).expect("ack");
-    let (cpu, main_cpu) = (cpu_self() - cpu, cpu_main_thread() - main_cpu);
+    let (cpu, main_cpu) = (cpu_process() - cpu, cpu_thread() - main_cpu);
     let rss_growth_mib = (rss_kib() - rss_before) as f64 / 1024.0;
     assert_eq!(drained, units.len());
     let per = |d: Duration| d.as_secs_f64() * 1e6 / units.len() as f64;
