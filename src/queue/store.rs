@@ -13,11 +13,6 @@ use super::record::to_ms;
 use super::{FullReason, QueueError, RecordId};
 
 pub(super) const READY: u8 = b'R';
-/// Appends of more records than this leave no leaf unsplit (sled splits at 17 items).
-const SPLIT_PASS_MIN_RECORDS: u64 = 16;
-/// Half sled's leaf threshold: every leaf of more than 16 appended records holds at least
-/// eight consecutive ids, so one of them is looked up (`Store::split_appended_leaves`).
-const SPLIT_PASS_STEP: usize = 8;
 pub(super) const DEAD: u8 = b'D';
 pub(super) const QUARANTINE: u8 = b'Q';
 /// The counters and the ack watermark (`counters.rs`, "The state value").
@@ -26,6 +21,13 @@ pub(super) const COUNTERS_KEY: &[u8] = b"Mcounters";
 pub(super) const ACKED_BELOW_KEY: &[u8] = b"Macked_below";
 /// How long a sled database lock that looks held is retried (see `Store::open_db`).
 const SLED_LOCK_RETRY: Duration = Duration::from_secs(2);
+
+/// Appends of at most this many records leave no leaf past sled's split point (17 items).
+const SPLIT_PASS_MIN_RECORDS: u64 = 16;
+/// The stride of `Store::split_appended_leaves`: every run of 8 consecutive appended ids has
+/// one looked up, and a leaf left past 16 items holds a longer run (or, the first leaf, the
+/// append's first id, which is looked up too).
+const SPLIT_PASS_STEP: usize = 8;
 
 /// Key of a record: state prefix + big-endian id, so key order is queue order.
 pub(super) fn key(prefix: u8, id: u64) -> [u8; 9] {
