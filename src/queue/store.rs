@@ -513,7 +513,8 @@ pub(super) fn open_retrying_lock(
 ) -> Result<sled::Db, QueueError> {
     let give_up = Instant::now() + SLED_LOCK_RETRY;
     loop {
-        match config.open() {
+        // sled panics on some damage instead of failing (`exit::opening_storage`).
+        match crate::exit::opening_storage(path, || config.open()) {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                 if Instant::now() >= give_up {
