@@ -108,6 +108,17 @@ mod tests {
 
     const CHILD: &str = "VECTORCARE_PANIC_HOOK_CHILD";
 
+    /// Runs the test `name` alone in a child process with [`CHILD`] set (the hook it installs
+    /// ends that process, not the test run).
+    fn run_as_child(name: &str) -> std::process::Output {
+        let exe = std::env::current_exe().expect("test executable");
+        std::process::Command::new(exe)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .output()
+            .expect("run the child")
+    }
+
     /// A panic inside a spawned tokio task — what bluez-async can do — ends the process with
     /// [`PANIC`] and one line that leaves the panic message (possibly data) out. Runs itself as
     /// a child process, since the hook ends the process.
@@ -125,17 +136,8 @@ mod tests {
             // Reached only if the hook did not end the process.
             std::process::exit(0);
         }
-        let exe = std::env::current_exe().expect("test executable");
-        let output = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "exit::tests::a_panicking_task_exits_with_the_panic_code_and_one_line",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .output()
-            .expect("run the child");
+        let output =
+            run_as_child("exit::tests::a_panicking_task_exits_with_the_panic_code_and_one_line");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(i32::from(PANIC)), "{stderr}");
         let lines: Vec<&str> = stderr
@@ -161,17 +163,9 @@ mod tests {
             });
             std::process::exit(0);
         }
-        let exe = std::env::current_exe().expect("test executable");
-        let output = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "exit::tests::a_panic_while_opening_storage_exits_with_the_data_error_code",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .output()
-            .expect("run the child");
+        let output = run_as_child(
+            "exit::tests::a_panic_while_opening_storage_exits_with_the_data_error_code",
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(i32::from(DATA_ERR)), "{stderr}");
         assert!(
