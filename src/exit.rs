@@ -86,7 +86,7 @@ fn damaged_storage_line(location: Option<&std::panic::Location<'_>>, path: &str)
         |l| format!("{}:{}", l.file(), l.line()),
     );
     format!(
-        "level=error target=vectorcare_gateway::exit location={at} msg=\"the queue's files are damaged: the storage engine failed while opening {path}; restarting will not help. Stop the service, move the queue's segments directory (the parent of that path) aside (keep it for analysis) and start again with an empty queue; exiting with {DATA_ERR}\"\n"
+        "level=error target=vectorcare_gateway::exit location={at} msg=\"the queue's files are damaged: the storage engine failed while opening {path}; restarting will not help. Stop the service, move `segments` (and `queue`, if present) in the gateway's state directory aside (keep them for analysis) and start again with an empty queue; exiting with {DATA_ERR}\"\n"
     )
 }
 
