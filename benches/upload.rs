@@ -71,8 +71,9 @@ use vectorcare_hal::clock::SimulatedClock;
 const CLIENT_ID: &str = "gw-bench";
 /// Medplum refuses transactions with more than 8 conditional creates: 2 Devices + 6 readings.
 const OBS_PER_TRANSACTION: usize = 6;
-/// Each request costs any client here ≈ 280 µs of CPU whatever its size (waking after the
-/// server ran: docs/PERFORMANCE.md, "Round 9"), so Bundles of 96 cost both sides about half
+/// Each request costs any client here ≈ 280 µs of CPU whatever its size (measured, not
+/// explained: most likely waking on a core the server just ran on; docs/PERFORMANCE.md,
+/// "Round 9"), so Bundles of 96 cost both sides about half
 /// as much per observation as Bundles of 48 did (the default until round 9), and the server
 /// no more.
 const OBS_PER_BATCH: usize = 96;
