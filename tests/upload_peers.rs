@@ -531,19 +531,70 @@ async fn an_unregistered_key_is_refused_and_reported_as_configuration() {
     expect_refused(&mut rig, "signature verification failed").await;
 }
 
-#[tokio::test]
-async fn an_expired_assertion_is_refused() {
-    // A clock the kernel calls synchronised but that is an hour behind: every assertion the
-    // gateway signs has already expired when oidc-provider sees it.
+/// A token refusal caused by a clock that the kernel calls synchronised but is `offset_s` off:
+/// the gateway names the clock (from the token server's `Date`), waits a minute rather than an
+/// hour, and sends nothing more meanwhile.
+async fn expect_clock_named(offset_s: i64, detail: &str, direction: &str) {
     let key = key(SigningAlg::ES384);
-    let clock: Arc<dyn Clock> = Arc::new(SimulatedClock::new(-3_600_000, true));
+    let clock: Arc<dyn Clock> = Arc::new(SimulatedClock::new(offset_s * 1000, true));
     let mut rig = start(
         &PeerOptions::new(CLIENT_ID, key.jwks.clone()),
         &key,
         "",
         clock,
     );
-    expect_refused(&mut rig, "exp").await;
+    rig.enqueue(&units(2)).await;
+    let step = rig.uploader.step().await.expect("step");
+    assert_eq!(
+        step,
+        Step::Wait(Duration::from_secs(60)),
+        "a minute, not an hour"
+    );
+    let status = rig.status();
+    assert_eq!(status.state, UploadState::WaitingForClock, "{status:?}");
+    let error = status.last_error.unwrap_or_default();
+    assert!(
+        error.contains("token endpoint refused the client: invalid_client"),
+        "{error}"
+    );
+    // `Date` has whole seconds: the offset read from it is within a second of the real one.
+    let named = [offset_s.abs() - 1, offset_s.abs()]
+        .iter()
+        .any(|s| error.contains(&format!("clock is {s} s {direction} the token server's")));
+    assert!(named, "{error}");
+    assert!(
+        error.contains("fix this gateway's time synchronisation"),
+        "{error}"
+    );
+    assert_eq!(rig.queue.stats().expect("stats").depth, 2, "records kept");
+    let stats = rig.peers.stats(&rig.http).await;
+    let errors = stats["token_errors"].as_array().expect("list");
+    assert_eq!(errors.len(), 1, "one request, no retry storm: {stats}");
+    assert!(
+        errors[0]["detail"].as_str().unwrap_or("").contains(detail),
+        "oidc-provider's reason: {stats}"
+    );
+    // What `auth check` gets: a clock problem, so it exits "unavailable", not "config".
+    let (_, auth) = build::authorizer(&rig.config, rig.clock.clone()).expect("auth");
+    let err = auth.request_token().await.expect_err("refused");
+    assert!(
+        matches!(err, AuthError::ClockOffset { .. }) && !err.is_config_problem(),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_assertion_is_refused_and_the_clock_named() {
+    // An hour behind: every assertion the gateway signs has already expired when
+    // oidc-provider sees it.
+    expect_clock_named(-3600, "exp", "behind").await;
+}
+
+#[tokio::test]
+async fn an_assertion_from_a_clock_ahead_is_refused_and_the_clock_named() {
+    // Ten minutes ahead: the assertion's exp is further ahead than the 300 s the token
+    // server allows (SMART's limit; the peer checks it before oidc-provider).
+    expect_clock_named(600, "exp must be at most 300 s ahead", "ahead of").await;
 }
 
 /// POSTs a hand-made client assertion to the token endpoint: (HTTP status, body).

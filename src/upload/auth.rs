@@ -6,7 +6,9 @@
 //! the kernel reports the clock unsynchronised (a Pi has no RTC), unless a test rig overrides it.
 
 use std::sync::Arc;
-use std::time::Duration;
+#[cfg(test)]
+use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -20,6 +22,12 @@ use super::config::transport_allowed;
 use crate::fhir::WriteMode;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A refusal comes with a clock diagnosis when this gateway's clock and the token server's
+/// `Date` differ by more than this. `Date` has whole seconds and the request takes a moment;
+/// authorization servers commonly tolerate a few seconds to a minute, and an assertion lives
+/// at most 300 s, so an offset this large is worth naming and a smaller one is not the cause.
+pub const CLOCK_OFFSET_LIMIT: Duration = Duration::from_secs(30);
 
 /// The discovery document fields this client uses.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -54,6 +62,20 @@ pub enum AuthError {
         status: u16,
         error: String,
         description: Option<String>,
+    },
+    /// Refused, and the server's `Date` says this gateway's clock is off by more than
+    /// [`CLOCK_OFFSET_LIMIT`]: the likely cause is the clock (synchronised in the kernel's view
+    /// but wrong, e.g. a stale NTP source), not the registration.
+    #[error(
+        "{refused}; this gateway's clock is {} s {} the token server's (its Date header), and an assertion signed with a wrong clock is refused: fix this gateway's time synchronisation",
+        offset_secs.unsigned_abs(),
+        if *offset_secs > 0 { "ahead of" } else { "behind" }
+    )]
+    ClockOffset {
+        /// This gateway's clock minus the server's, in seconds.
+        offset_secs: i64,
+        /// The refusal as the server gave it.
+        refused: String,
     },
     #[error("token endpoint unavailable: {0}")]
     Unavailable(String),
@@ -343,6 +365,11 @@ impl Authorizer {
             .await
             .map_err(|e| AuthError::Unavailable(error_chain(&e)))?;
         let status = response.status().as_u16();
+        let server_date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
         let bytes = response
             .bytes()
             .await
@@ -352,7 +379,7 @@ impl Authorizer {
                 return Err(AuthError::Unavailable(format!("HTTP {status}")));
             }
             let body: Option<OAuthErrorBody> = serde_json::from_slice(&bytes).ok();
-            return Err(match body {
+            let rejected = match body {
                 Some(b) => AuthError::Rejected {
                     status,
                     error: b.error,
@@ -363,7 +390,8 @@ impl Authorizer {
                     error: format!("HTTP {status}"),
                     description: None,
                 },
-            });
+            };
+            return Err(clock_diagnosis(rejected, self.clock.now(), server_date));
         }
         let body: TokenResponse = serde_json::from_slice(&bytes)
             .map_err(|e| AuthError::BadResponse(format!("not a token response: {e}")))?;
@@ -384,6 +412,29 @@ impl Authorizer {
             refresh_at: Instant::now() + usable,
             token_endpoint: token_endpoint.to_string(),
         })
+    }
+}
+
+/// Names the clock as the likely cause of a refusal when `now` and the server's `Date`
+/// differ by more than [`CLOCK_OFFSET_LIMIT`]; otherwise returns the refusal as it is.
+pub fn clock_diagnosis(
+    rejected: AuthError,
+    now: SystemTime,
+    server_date: Option<SystemTime>,
+) -> AuthError {
+    let Some(server) = server_date else {
+        return rejected;
+    };
+    let offset = match now.duration_since(server) {
+        Ok(ahead) => ahead.as_secs() as i64,
+        Err(behind) => -(behind.duration().as_secs() as i64),
+    };
+    if offset.unsigned_abs() <= CLOCK_OFFSET_LIMIT.as_secs() {
+        return rejected;
+    }
+    AuthError::ClockOffset {
+        offset_secs: offset,
+        refused: rejected.to_string(),
     }
 }
 
@@ -463,5 +514,54 @@ mod tests {
         assert!(rejected("unauthorized_client", 400).is_config_problem());
         assert!(AuthError::Unavailable("timeout".into()).is_retriable());
         assert!(!AuthError::ClockUnsynchronized.is_config_problem());
+    }
+
+    #[test]
+    fn a_refusal_names_the_clock_only_when_the_servers_date_is_far_off() {
+        let refused = || AuthError::Rejected {
+            status: 401,
+            error: "invalid_client".into(),
+            description: Some("jwt expired".into()),
+        };
+        let server = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let behind = clock_diagnosis(refused(), server - Duration::from_secs(3600), Some(server));
+        assert_eq!(
+            behind,
+            AuthError::ClockOffset {
+                offset_secs: -3600,
+                refused: "token endpoint refused the client: invalid_client (jwt expired)".into()
+            }
+        );
+        let text = behind.to_string();
+        assert!(text.contains("invalid_client (jwt expired)"), "{text}");
+        assert!(
+            text.contains("clock is 3600 s behind the token server's"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fix this gateway's time synchronisation"),
+            "{text}"
+        );
+        assert!(
+            !behind.is_config_problem(),
+            "a clock fixes itself once NTP works"
+        );
+
+        let ahead = clock_diagnosis(refused(), server + Duration::from_secs(600), Some(server));
+        assert!(ahead.to_string().contains("600 s ahead of"), "{ahead}");
+        // Within the limit, or without a Date header, the refusal stays a configuration problem.
+        let limit = CLOCK_OFFSET_LIMIT;
+        assert_eq!(
+            clock_diagnosis(refused(), server + limit, Some(server)),
+            refused()
+        );
+        assert_eq!(
+            clock_diagnosis(refused(), server - limit, Some(server)),
+            refused()
+        );
+        assert_eq!(
+            clock_diagnosis(refused(), server - 2 * limit, None),
+            refused()
+        );
     }
 }

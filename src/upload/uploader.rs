@@ -76,6 +76,10 @@ pub trait UploadObserver: Send + Sync {
 /// the oldest held ones are dropped (their records are fetched again later, nothing is lost).
 const MAX_HELD_CONFIRMATIONS: usize = 10_000;
 
+/// Wait after a token request refused while this gateway's clock is off from the server's
+/// (`AuthError::ClockOffset`; capped by `config_error_backoff`).
+const CLOCK_OFFSET_RETRY: Duration = Duration::from_secs(60);
+
 /// When the confirmed ids of consecutive Bundles are applied to the queue (module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckGrouping {
@@ -126,7 +130,8 @@ pub enum UploadState {
     BackingOff,
     /// A person must act (keys, registration, scopes, discovery); retried rarely.
     NeedsConfiguration,
-    /// Waiting for NTP before signing.
+    /// Waiting for NTP before signing, or for a clock the token server's `Date` shows to be
+    /// off (`last_error` says which).
     WaitingForClock,
 }
 
@@ -498,6 +503,20 @@ impl Uploader {
                 s.last_error = Some(e.to_string());
             });
             return Duration::from_secs(5).min(self.settings.config_error_backoff);
+        }
+        if matches!(e, AuthError::ClockOffset { .. }) {
+            // Synchronised in the kernel's view but off from the token server's: the fix
+            // (NTP reaching a good source) needs nobody, so retry far sooner than a
+            // configuration problem, yet slowly enough not to hammer the token endpoint.
+            if !self.config_error_logged {
+                tracing::error!("{e}");
+                self.config_error_logged = true;
+            }
+            self.set_status(|s| {
+                s.state = UploadState::WaitingForClock;
+                s.last_error = Some(e.to_string());
+            });
+            return CLOCK_OFFSET_RETRY.min(self.settings.config_error_backoff);
         }
         if e.is_config_problem() {
             if !self.config_error_logged {
