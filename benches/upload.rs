@@ -2,7 +2,8 @@
 //! router behind the Node wrapper, oidc-provider tokens; `scripts/install/fhir-server.sh`).
 //!
 //! `cargo bench --bench upload -- [--observations 100000] [--bundle transaction|batch]
-//! [--per-bundle N] [--append-size N] [--pairs N] [--gateway-only]`
+//! [--per-bundle N] [--append-size N] [--pairs N] [--gateway-only]
+//! [--gap-experiment US [--idle-ms MS]]`
 //!
 //! Bundle configurations (stated in the first line printed):
 //! - `transaction` (default): as configured for Medplum, transactions of 6 conditional-create
@@ -34,12 +35,19 @@
 //! one pair of phases minutes apart judged that drift, not the gateway (round 8). A slow spell
 //! now spoils one pair, which the median sets aside, and the phases it compares are adjacent.
 //!
+//! Experiments (round 10; they replace the gateway's phase, so they give no verdict):
+//! `--gap-experiment US` runs a second baseline in its place that keeps the CPU busy for US µs
+//! after each reply (as the gateway is while it settles, acks, peeks and builds), and
+//! `--idle-ms MS` lets that side's warmed server idle MS ms before timing (as it does while
+//! the gateway's queue is filled). Neither made the server slower (docs/PERFORMANCE.md).
+//!
 //! Printed: wall time and observations/s of both, their ratio (goal ≥ 0.9), and the CPU time
 //! of THIS process per observation (getrusage; the server is another process, so its CPU is
 //! not included; goal ≤ 15 µs for the gateway), split into the main thread (the uploader's
 //! loop and the HTTP client: one current-thread runtime) and the other threads (the queue's
 //! commit thread and sled's own I/O threads), with the server's CPU per observation from
-//! /proc for context. One Bundle is in flight at a time in both phases, as in the gateway.
+//! /proc for context, and the Bundles and bytes the server received (its counters; the same
+//! on both sides). One Bundle is in flight at a time in both phases, as in the gateway.
 
 #[path = "support/cpu_time.rs"]
 mod cpu_time;
@@ -171,6 +179,8 @@ struct Phase {
     cpu: Duration,
     main_cpu: Duration,
     server_cpu: Duration,
+    /// Bundles the server received in the phase, and their bytes (the same on both sides).
+    posted: (u64, u64),
     /// The first reply body the server sent in this phase (baseline phases only).
     first_reply: bytes::Bytes,
 }
@@ -190,13 +200,23 @@ struct Timer {
     cpu: Duration,
     main_cpu: Duration,
     server_cpu: Duration,
+    posted: (u64, u64),
     wall: Instant,
     pid: u32,
 }
 
+/// Bundles POSTed to the peer so far, and their bytes (its counters).
+async fn posted(peers: &NodePeers) -> (u64, u64) {
+    let stats = peers.stats(&reqwest::Client::new()).await;
+    let count = |k: &str| stats[k].as_u64().expect("counter");
+    (count("bundles"), count("bundle_bytes"))
+}
+
 impl Timer {
-    fn start(peers: &NodePeers) -> Self {
+    async fn start(peers: &NodePeers) -> Self {
+        let posted = posted(peers).await;
         Self {
+            posted,
             cpu: cpu_process(),
             main_cpu: cpu_thread(),
             server_cpu: cpu_of(peers.pid()),
@@ -205,12 +225,19 @@ impl Timer {
         }
     }
 
-    fn stop(self) -> Phase {
+    /// Stops the clocks, then reads the peer's counters (not timed).
+    async fn stop(self, peers: &NodePeers) -> Phase {
+        let wall = self.wall.elapsed();
+        let cpu = cpu_process() - self.cpu;
+        let main_cpu = cpu_thread() - self.main_cpu;
+        let server_cpu = cpu_of(self.pid) - self.server_cpu;
+        let now = posted(peers).await;
         Phase {
-            wall: self.wall.elapsed(),
-            cpu: cpu_process() - self.cpu,
-            main_cpu: cpu_thread() - self.main_cpu,
-            server_cpu: cpu_of(self.pid) - self.server_cpu,
+            wall,
+            cpu,
+            main_cpu,
+            server_cpu,
+            posted: (now.0 - self.posted.0, now.1 - self.posted.1),
             first_reply: bytes::Bytes::new(),
         }
     }
@@ -240,7 +267,9 @@ fn upload_config(
 /// server's first reply (a response Bundle to a full Bundle of `shape`).
 async fn warm_up(peers: &NodePeers, cfg: &UploadConfig, shape: Shape, n: usize) -> bytes::Bytes {
     let warm: Vec<UploadUnit> = units(n + WARM_UP).split_off(n);
-    baseline(peers, cfg, shape, &warm).await.first_reply
+    baseline(peers, cfg, shape, &warm, Duration::ZERO)
+        .await
+        .first_reply
 }
 
 /// Reading one real reply of the server (the uploader's `ReplyBundle::parse`) against
@@ -285,6 +314,7 @@ async fn baseline(
     cfg: &UploadConfig,
     shape: Shape,
     units: &[UploadUnit],
+    gap: Duration,
 ) -> Phase {
     let opts = BundleOptions {
         bundle_type: shape.bundle_type,
@@ -297,7 +327,7 @@ async fn baseline(
     let (_, auth) = build::authorizer(cfg, Arc::new(SimulatedClock::new(0, true))).expect("auth");
     let token = auth.token().await.expect("token").access_token.clone();
     let http = reqwest::Client::new();
-    let timer = Timer::start(peers);
+    let timer = Timer::start(peers).await;
     let mut first_reply = bytes::Bytes::new();
     for body in bundles {
         let r = http
@@ -317,10 +347,19 @@ async fn baseline(
         if first_reply.is_empty() {
             first_reply = reply;
         }
+        spin(gap);
     }
     Phase {
         first_reply,
-        ..timer.stop()
+        ..timer.stop(peers).await
+    }
+}
+
+/// Keeps this thread busy for `d` (the CPU work a client does between two requests).
+fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
     }
 }
 
@@ -349,12 +388,14 @@ async fn filled_queue(units: &[UploadUnit]) -> (tempfile::TempDir, SledQueue) {
 }
 
 async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) -> Phase {
+    let fill = Instant::now();
     let (_dir, queue) = filled_queue(units).await;
+    eprintln!("gateway phase: queue filled in {:?}", fill.elapsed());
     let queue = Arc::new(queue);
     let mut uploader = build::uploader(cfg, queue.clone(), Arc::new(SimulatedClock::new(0, true)))
         .expect("uploader");
     eprintln!("gateway phase: timing starts");
-    let timer = Timer::start(peers);
+    let timer = Timer::start(peers).await;
     loop {
         match uploader.step().await.expect("step") {
             Step::Sent { .. } => {}
@@ -366,7 +407,7 @@ async fn gateway(peers: &NodePeers, cfg: &UploadConfig, units: &[UploadUnit]) ->
             ),
         }
     }
-    let phase = timer.stop();
+    let phase = timer.stop(peers).await;
     let status = uploader.status().borrow().clone();
     assert_eq!(
         status.uploaded as usize,
@@ -471,13 +512,15 @@ async fn queue_only(units: &[UploadUnit], shape: Shape) {
 fn line(name: &str, n: usize, p: &Phase) {
     let per = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     println!(
-        "{name:<11} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs (main thread {:>6.2}, other threads {:>6.2})  server CPU {:>7.1} µs/obs",
+        "{name:<11} wall {:>7.2} s  {:>8.0} obs/s  client CPU {:>6.2} µs/obs (main thread {:>6.2}, other threads {:>6.2})  server CPU {:>7.1} µs/obs  ({} Bundles, {} bytes)",
         p.wall.as_secs_f64(),
         n as f64 / p.wall.as_secs_f64(),
         per(p.cpu),
         per(p.main_cpu),
         per(p.cpu.saturating_sub(p.main_cpu)),
         per(p.server_cpu),
+        p.posted.0,
+        p.posted.1,
     );
 }
 
@@ -512,6 +555,9 @@ async fn main() {
     // `--gateway-only`: one gateway phase (for profiling it, e.g. under `perf record`).
     let gateway_only = std::env::args().any(|a| a == "--gateway-only");
     let pairs = if gateway_only { 1 } else { pairs_arg() };
+    // `--gap-experiment US` (module doc): the gateway's side is a second baseline that keeps
+    // the CPU busy US µs between requests.
+    let gap = arg("--gap-experiment").map(|v| Duration::from_micros(v.parse().expect("US")));
     println!(
         "upload: {n} observations to Medplum (Node peer), {}, one Bundle in flight; queue filled {} records per append; {pairs} pair(s) of phases",
         shape.describe(),
@@ -537,13 +583,21 @@ async fn main() {
             let cfg = upload_config(&peers.fhir_base, &key, shape);
             let reply = warm_up(&peers, &cfg, shape, n).await;
             if side == Side::Baseline {
-                let phase = baseline(&peers, &cfg, shape, &units).await;
+                let phase = baseline(&peers, &cfg, shape, &units, Duration::ZERO).await;
                 drop(peers);
                 if pair == 1 {
                     reply_line(&reply, shape.per_bundle);
                 }
                 line(&format!("baseline {pair}"), n, &phase);
                 base = Some(phase);
+            } else if let Some(gap) = gap {
+                if let Some(ms) = arg("--idle-ms") {
+                    tokio::time::sleep(Duration::from_millis(ms.parse().expect("ms"))).await;
+                }
+                let phase = baseline(&peers, &cfg, shape, &units, gap).await;
+                drop(peers);
+                line(&format!("gapped {pair}"), n, &phase);
+                gw = Some(phase);
             } else {
                 let phase = gateway(&peers, &cfg, &units).await;
                 drop(peers);

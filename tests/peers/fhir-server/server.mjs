@@ -67,6 +67,7 @@ const stats = {
   token_errors: [],
   unauthorized: 0,
   bundles: 0,
+  bundle_bytes: 0,
   faults_applied: 0,
   conditional_searches_indexed: 0,
 };
@@ -305,7 +306,10 @@ async function fhir(req, res) {
   } catch {
     return send(res, 400, badRequest('body is not JSON'));
   }
-  if (req.method === 'POST' && parsed?.resourceType === 'Bundle') stats.bundles += 1;
+  if (req.method === 'POST' && parsed?.resourceType === 'Bundle') {
+    stats.bundles += 1;
+    stats.bundle_bytes += Buffer.byteLength(body);
+  }
   const query = Object.fromEntries(url.searchParams.entries());
   let status;
   let payload;
