@@ -79,11 +79,10 @@ use vectorcare_hal::clock::SimulatedClock;
 const CLIENT_ID: &str = "gw-bench";
 /// Medplum refuses transactions with more than 8 conditional creates: 2 Devices + 6 readings.
 const OBS_PER_TRANSACTION: usize = 6;
-/// Each request costs any client here ≈ 280 µs of CPU whatever its size (measured, not
-/// explained: most likely waking on a core the server just ran on; docs/PERFORMANCE.md,
-/// "Round 9"), so Bundles of 96 cost both sides about half
-/// as much per observation as Bundles of 48 did (the default until round 9), and the server
-/// no more.
+/// Each request has a cost of its own for any client (≈ 70–90 µs of CPU on a quiet host, up
+/// to ≈ 280 µs on a loaded one; docs/PERFORMANCE.md, rounds 9 and 10), and the gateway adds
+/// ≈ 27 µs per Bundle, so larger Bundles cost both sides less per observation and the server
+/// no more (96 since round 9; 48 before, `--per-bundle 48`).
 const OBS_PER_BATCH: usize = 96;
 /// Readings sent to each fresh peer before timing (not counted).
 const WARM_UP: usize = 3000;
