@@ -11,8 +11,11 @@ fn version(text: &str) -> [u64; 3] {
 #[test]
 fn stated_msrv_covers_every_dependency() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Not `--offline`: metadata needs every package's manifest, including the ones only other
+    // platforms build (e.g. Windows console crates), which a Linux build never downloads; a
+    // fresh machine's cache lacks them. `--locked` fetches exactly the locked versions.
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["metadata", "--format-version", "1", "--locked"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata");
