@@ -493,30 +493,25 @@ impl Uploader {
     }
 
     fn auth_failure(&mut self, e: AuthError) -> Duration {
-        if matches!(e, AuthError::ClockUnsynchronized) {
+        // Clock problems fix themselves once NTP works (nobody needs to act): look again far
+        // sooner than after a configuration problem. An unsynchronised clock is a local check
+        // (every 5 s); a clock the token server's Date shows to be off costs a token request
+        // per try, so once a minute.
+        let clock_wait = match e {
+            AuthError::ClockUnsynchronized => Some(Duration::from_secs(5)),
+            AuthError::ClockOffset { .. } => Some(CLOCK_OFFSET_RETRY),
+            _ => None,
+        };
+        if let Some(wait) = clock_wait {
             if !self.config_error_logged {
-                tracing::warn!("{e}; uploads wait for time synchronisation");
+                tracing::warn!("{e}; uploads wait for the clock");
                 self.config_error_logged = true;
             }
             self.set_status(|s| {
                 s.state = UploadState::WaitingForClock;
                 s.last_error = Some(e.to_string());
             });
-            return Duration::from_secs(5).min(self.settings.config_error_backoff);
-        }
-        if matches!(e, AuthError::ClockOffset { .. }) {
-            // Synchronised in the kernel's view but off from the token server's: the fix
-            // (NTP reaching a good source) needs nobody, so retry far sooner than a
-            // configuration problem, yet slowly enough not to hammer the token endpoint.
-            if !self.config_error_logged {
-                tracing::error!("{e}");
-                self.config_error_logged = true;
-            }
-            self.set_status(|s| {
-                s.state = UploadState::WaitingForClock;
-                s.last_error = Some(e.to_string());
-            });
-            return CLOCK_OFFSET_RETRY.min(self.settings.config_error_backoff);
+            return wait.min(self.settings.config_error_backoff);
         }
         if e.is_config_problem() {
             if !self.config_error_logged {
