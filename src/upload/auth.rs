@@ -27,7 +27,7 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 /// `Date` differ by more than this. `Date` has whole seconds and the request takes a moment;
 /// authorization servers commonly tolerate a few seconds to a minute, and an assertion lives
 /// at most 300 s, so an offset this large is worth naming and a smaller one is not the cause.
-pub const CLOCK_OFFSET_LIMIT: Duration = Duration::from_secs(30);
+const CLOCK_OFFSET_LIMIT: Duration = Duration::from_secs(30);
 
 /// The discovery document fields this client uses.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -417,7 +417,7 @@ impl Authorizer {
 
 /// Names the clock as the likely cause of a refusal when `now` and the server's `Date`
 /// differ by more than [`CLOCK_OFFSET_LIMIT`]; otherwise returns the refusal as it is.
-pub fn clock_diagnosis(
+fn clock_diagnosis(
     rejected: AuthError,
     now: SystemTime,
     server_date: Option<SystemTime>,
